@@ -1,0 +1,79 @@
+"""The ``edgekit`` command line.
+
+Exit codes: 0 ok, 1 failure, 2 usage. A user error prints one line; ``--debug`` (anywhere on the
+command line) shows the traceback instead.
+
+Example:
+    >>> main(["targets", "show", "no-such-target"])  # doctest: +SKIP
+    error: unknown target 'no-such-target' ...
+    1
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from edgekit.runtimes.errors import EdgekitError, UsageError
+
+from . import bench, export, inspect, run, targets
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="edgekit",
+    help="Export, select and run models on edge devices within a latency budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (export, run, inspect, bench):
+    module.register(app)
+app.add_typer(targets.app, name="targets")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        import edgekit
+
+        typer.echo(f"edgekit {edgekit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version."),
+) -> None:
+    """Export, select and run models on edge devices within a latency budget (add --debug for tracebacks)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: sys.argv) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        # standalone mode: typer prints usage errors itself and exits 2; our errors propagate.
+        app(args=args, prog_name="edgekit", standalone_mode=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        code = 130
+    except EdgekitError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2 if isinstance(exc, UsageError) else 1
+    except Exception as exc:  # a bug in edgekit or a dependency: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: internal {type(exc).__name__}: {message} (rerun with --debug for the traceback)", file=sys.stderr)
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code

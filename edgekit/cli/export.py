@@ -1,0 +1,65 @@
+"""``edgekit export``: model -> validated bundle for a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import emit, human_bytes, out, progress, table
+
+__all__ = ["register"]
+
+
+def export_command(
+    target: str = typer.Option("host", "--target", "-t", help="Target name or alias (edgekit targets list)."),
+    target_file: Optional[Path] = typer.Option(None, "--target-file", help="Your own target profile (TOML)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in name, package.module:factory, or a .pt2 file."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Example input shape, e.g. 1,3,224,224."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | tflite | tensorrt (default: best for the target)."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 | fp16 | int8."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (the dynamo exporter needs >= 18)."),
+    dynamo: bool = typer.Option(False, "--dynamo", help="Use the torch.export-based ONNX exporter."),
+    atol: float = typer.Option(1e-4, "--atol", help="Parity tolerance against torch."),
+    bench_runs: int = typer.Option(50, "--bench-runs", help="Timed runs on this host after export (0 skips)."),
+    out_dir: Path = typer.Option(Path("edgekit-bundle"), "--out", "-o", help="Bundle directory to write."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Export a model to a validated bundle (default: the built-in model, fp32 ONNX)."""
+    from edgekit.models.registry import ModelRequest, parse_shape
+    from edgekit.pipeline import ExportRequest, export_bundle
+
+    request = ExportRequest(
+        out=out_dir,
+        model=ModelRequest(model, parse_shape(input_shape) if input_shape else None),
+        target=target,
+        target_file=target_file,
+        format=fmt,
+        precision=precision,
+        opset=opset,
+        dynamo=dynamo,
+        atol=atol,
+        measure_runs=bench_runs,
+    )
+    with progress(not as_json) as say:
+        result = export_bundle(request, progress=say)
+    manifest = result.manifest
+
+    def render() -> None:
+        rows = [[name, human_bytes(info["bytes"]), info["sha256"][:16]] for name, info in manifest.files.items()]
+        out.print(table(f"bundle {result.path}  ({manifest.name} -> {manifest.target}, {manifest.format} {manifest.precision})",
+                        ["file", "size", "sha256"], rows))
+        worst = max(manifest.validation["max_abs_error"].values(), default=0.0)
+        out.print(f"parity vs torch: max abs error {worst:.2e} (atol {manifest.validation['atol']:g}) - passed")
+        for item in manifest.latency:
+            out.print(f"latency: {item['ms']:.3f} ms p50 ({item['source']} on {item['device']}, {item['runtime']}, "
+                      f"{item['threads']} thread(s), batch {item['batch']})")
+        if not any(item.get("device") == manifest.target for item in manifest.latency):
+            out.print(f"latency on {manifest.target}: not measured")
+
+    emit({"bundle": str(result.path), "manifest": manifest.to_json()}, as_json, render)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)
