@@ -1,0 +1,50 @@
+"""Once-for-all MobileNetV3 family: search spaces, subnet configs, the supernet, checkpoints, training.
+
+Names load lazily, so ``edgekit.models.ofa.SubnetConfig`` and the spaces need no torch import.
+
+Example:
+    >>> import random
+    >>> from edgekit.models import ofa
+    >>> space = ofa.get_space("ofa-mbv3-shapes")
+    >>> cfg = ofa.sample(space, random.Random(0))
+    >>> ofa.count_macs(cfg, space) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "space": ["OFASpace", "SPACE_NAMES", "get_space", "make_divisible", "mbv3_space", "shapes_space", "space_size"],
+    "config": ["SubnetConfig", "SubnetConfigError", "crossover", "largest", "mutate", "sample", "smallest"],
+    "cost": ["LayerCost", "count_macs", "count_params", "layer_costs", "model_size_bytes"],
+    "supernet": ["OFASubnet", "OFASupernet", "materialize"],
+    "checkpoint": [
+        "CheckpointError",
+        "build_supernet",
+        "default_checkpoint",
+        "load_checkpoint",
+        "save_checkpoint",
+    ],
+    "calibrate": ["recalibrate_bn"],
+    "randomize": ["randomize_weights"],
+    "data": ["CLASSES", "GENERATOR_VERSION", "calibration_images", "make_shapes"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgekit.models.ofa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
