@@ -26,6 +26,24 @@ __all__ = ["ExportRequest", "ExportResult", "export_bundle", "resolve_target", "
 
 Progress = Callable[[str], None]
 
+# Model families that export several graphs (encoder-decoder LMs) supply their own export step:
+# a reference equal to a key, or starting with a key ending in ":", maps to "module:function" with the
+# signature ``export_family(request, target, stage_dir: Path, progress) -> Manifest`` (files unset; the
+# pipeline hashes them and swaps the bundle in atomically).
+FAMILY_EXPORTERS: dict[str, str] = {}
+
+
+def _family_exporter(ref: str | None) -> Callable | None:
+    if ref is None:
+        return None
+    key = next((k for k in FAMILY_EXPORTERS if ref == k or (k.endswith(":") and ref.startswith(k))), None)
+    if key is None:
+        return None
+    import importlib
+
+    module_name, _, function_name = FAMILY_EXPORTERS[key].partition(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
 
 @dataclass(frozen=True)
 class ExportRequest:
@@ -119,6 +137,13 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
     target = resolve_target(request.target, request.target_file)
     fmt = _choose_format(request, target)
     info = check_format(fmt, request.precision)
+    family = _family_exporter(request.model.ref)
+    if family is not None:
+        with BundleWriter(request.out) as stage:
+            manifest = family(request, target, stage.path, say)
+            say("writing bundle")
+            manifest = stage.commit(manifest)
+        return ExportResult(Path(request.out), manifest)
     say(f"loading model {request.model.ref or 'default'}")
     source = resolve_model(request.model)
     options = OnnxExportOptions(

@@ -44,6 +44,9 @@ __all__ = [
 # File format -> backend module and class, imported only when used.
 _BACKENDS = {"onnx": ("edgekit.runtimes.ort", "OrtSession")}
 _SUFFIX_FORMATS = {".onnx": "onnx"}
+# Bundle task -> module and function ``open_bundle(bundle, **options) -> Session`` for bundles of several
+# graphs (an encoder-decoder LM runs its graphs from a generation loop).
+_TASK_LOADERS: dict[str, tuple[str, str]] = {}
 
 
 def _backend_class(fmt: str, where: str):
@@ -76,7 +79,13 @@ def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
     """
     path = Path(path)
     if path.is_dir():
-        return load_graph(read_bundle(path, verify=verify), **options)
+        bundle = read_bundle(path, verify=verify)
+        if bundle.manifest.task in _TASK_LOADERS:
+            import importlib
+
+            module_name, function_name = _TASK_LOADERS[bundle.manifest.task]
+            return getattr(importlib.import_module(module_name), function_name)(bundle, **options)
+        return load_graph(bundle, **options)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or bundle directory")
     fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
