@@ -59,7 +59,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
         (1, 3, 32, 32)
     """
     try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        shape = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise UsageError(f"--input-shape {text!r}: expected comma-separated integers such as 1,3,224,224") from None
     if not shape or any(d < 1 for d in shape):

@@ -1,0 +1,30 @@
+"""The runnable examples in the public modules' docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "edgekit",
+    "edgekit.runtimes",
+    "edgekit.runtimes.spec",
+    "edgekit.runtimes.session",
+    "edgekit.runtimes.bundle",
+    "edgekit.runtimes.errors",
+    "edgekit.exporters.onnx",
+    "edgekit.exporters.graph_stats",
+    "edgekit.exporters.formats",
+    "edgekit.models.registry",
+    "edgekit.models.mobilenet",
+    "edgekit.targets.measure",
+    "edgekit.pipeline",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
