@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import platform
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -60,6 +61,10 @@ class ExportRequest:
     atol: float = 1e-4
     measure_runs: int = 50  # host latency measurement after export; 0 skips it
     threads: int = 1
+    calib_data: Path | None = None  # .npy of samples (N, ...) for a one-input model
+    calib_samples: int = 64
+    max_accuracy_drop: float = 0.05  # int8/fp16 refused above this drop of labelled accuracy
+    max_rel_error: float = 0.25  # ... or, without labels, above this mean relative output error
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ def _measure_on_host(path: Path, source: ModelSource, runs: int, threads: int) -
 
     from edgekit.exporters.onnx import random_feeds
     from edgekit.runtimes.ort import OrtSession
+    from edgekit.targets.host import detect_host
     from edgekit.targets.measure import measure_latency
 
     session = OrtSession(path, threads=threads, inputs=source.inputs)
@@ -121,7 +127,7 @@ def _measure_on_host(path: Path, source: ModelSource, runs: int, threads: int) -
     return {
         "source": "measured",
         "device": "host",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": detect_host().cpu_model,
         "runtime": "onnxruntime",
         "threads": threads,
         "batch": 1,
@@ -129,6 +135,65 @@ def _measure_on_host(path: Path, source: ModelSource, runs: int, threads: int) -
         "p90_ms": round(stats.p90_ms, 4),
         "runs": stats.runs,
     }
+
+
+def _calibration_samples(request: ExportRequest, source: ModelSource, n: int, seed: int) -> tuple[list[dict], str]:
+    """Calibration feeds: ``--calib-data`` file, else the family's data, else random normal inputs."""
+    import numpy as np
+
+    from edgekit.exporters.onnx import random_feeds
+
+    if request.calib_data is not None:
+        return _load_calib_file(Path(request.calib_data), source, n), f"--calib-data {request.calib_data}"
+    if source.calibration is not None:
+        return source.calibration(n), f"{source.name} family data"
+    rng = np.random.default_rng(seed)
+    return [random_feeds(source.inputs, {}, rng) for _ in range(n)], "random normal inputs (no real data given)"
+
+
+def _load_calib_file(path: Path, source: ModelSource, n: int) -> list[dict]:
+    import numpy as np
+
+    if len(source.inputs) != 1:
+        raise UsageError(f"--calib-data {path}: the model has {len(source.inputs)} inputs; one .npy fits one-input models")
+    spec = source.inputs[0]
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--calib-data {path}: not a readable .npy file ({exc})") from exc
+    sample_shape = spec.concrete({}, default=1)[1:]
+    if data.ndim != len(spec.shape) or tuple(data.shape[1:]) != tuple(sample_shape):
+        raise UsageError(
+            f"--calib-data {path}: expected samples shaped (N, {', '.join(map(str, sample_shape))}) for input "
+            f"{spec.name!r}, got {tuple(data.shape)}"
+        )
+    data = data.astype(spec.dtype, copy=False)
+    return [{spec.name: data[i : i + 1]} for i in range(min(n, len(data)))]
+
+
+def _make_variant(request: ExportRequest, source: ModelSource, artifact, out_path: Path) -> dict[str, Any]:
+    """Write the fp16 or int8 file at ``out_path`` and measure what it changed against fp32."""
+    from edgekit.exporters.accuracy import check_not_collapsed, compare_files
+    from edgekit.exporters.quantize import convert_fp16, quantize_int8
+
+    info: dict[str, Any] = {"precision": request.precision}
+    if request.precision == "int8":
+        calibration, calibration_data = _calibration_samples(request, source, request.calib_samples, seed=1)
+        result = quantize_int8(artifact.path, out_path, calibration, artifact.inputs)
+        info.update(result.to_json(), calibration=f"{len(calibration)} samples of {calibration_data}")
+    else:
+        convert_fp16(artifact.path, out_path)
+    if source.evaluation is not None:
+        samples, labels = source.evaluation()
+        data = f"held-out {source.name}"
+    else:
+        samples, data = _calibration_samples(request, source, 32, seed=2)
+        labels = None
+    report = compare_files(artifact.path, out_path, artifact.inputs, samples, labels, data)
+    check_not_collapsed(report, request.precision, max_accuracy_drop=request.max_accuracy_drop,
+                        max_rel_error=request.max_rel_error)
+    info["vs_fp32"] = report.to_json()
+    return info
 
 
 def export_bundle(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
@@ -151,19 +216,24 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
         dynamo=request.dynamo,
         metadata={"edgekit_version": edgekit.__version__, "target": target.name, "precision": request.precision},
     )
-    with BundleWriter(request.out) as stage:
+    with BundleWriter(request.out) as stage, tempfile.TemporaryDirectory(prefix="edgekit-export-") as work:
         file_name = f"model{info.suffix}"
+        fp32_path = stage.path / file_name if request.precision == "fp32" else Path(work) / "fp32.onnx"
         say(f"exporting {source.name} to {fmt} (opset {request.opset})")
         artifact = export_onnx(
-            source.module, source.inputs, source.example_inputs, stage.path / file_name,
+            source.module, source.inputs, source.example_inputs, fp32_path,
             output_names=source.output_names, options=options,
         )
         say("validating against torch")
         report = validate(artifact.path, source.module, artifact.inputs, atol=request.atol)
+        precision_info: dict[str, Any] = {}
+        if request.precision != "fp32":
+            say(f"making the {request.precision} variant")
+            precision_info = _make_variant(request, source, artifact, stage.path / file_name)
         latency: list[Mapping[str, Any]] = []
         if request.measure_runs > 0:
             say("measuring latency on this host")
-            latency.append(_measure_on_host(artifact.path, source, request.measure_runs, request.threads))
+            latency.append(_measure_on_host(stage.path / file_name, source, request.measure_runs, request.threads))
         manifest = Manifest(
             target=target.name,
             format=fmt,
@@ -173,7 +243,8 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
             name=source.name,
             edgekit_version=edgekit.__version__,
             provenance={**source.provenance, "exporter": "torch.onnx (dynamo)" if request.dynamo else "torch.onnx (TorchScript)", "opset": artifact.opset},
-            validation={"runtime": "onnxruntime", **report.to_json()},
+            validation={"runtime": "onnxruntime", "of": "fp32 export vs torch", **report.to_json(),
+                        **({"precision": precision_info} if precision_info else {})},
             latency=tuple(latency),
             toolchain=toolchain_versions(),
             extra=dict(source.extra),

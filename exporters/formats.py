@@ -25,7 +25,8 @@ class FormatInfo:
 
 
 FORMATS: dict[str, FormatInfo] = {
-    "onnx": FormatInfo("onnx", ".onnx", ("fp32",), "onnxruntime", True, "TorchScript exporter, opset 17"),
+    "onnx": FormatInfo("onnx", ".onnx", ("fp32", "fp16", "int8"), "onnxruntime", True,
+                       "TorchScript exporter, opset 17; int8 static QDQ and fp16 via onnxruntime"),
     "tflite": FormatInfo("tflite", ".tflite", (), "litert", False, "planned: litert-torch conversion"),
     "tensorrt": FormatInfo("tensorrt", ".engine", (), "tensorrt", False, "planned: engine or on-device build kit"),
 }

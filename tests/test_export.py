@@ -124,8 +124,8 @@ def test_pipeline_refuses_formats_it_cannot_write_and_keeps_existing_bundle(tiny
         export_bundle(ExportRequest(out=out, target="rpi5", format="tflite"))
     with pytest.raises(UsageError, match="target coral-edgetpu runs \\['tflite'\\]"):
         export_bundle(ExportRequest(out=out, target="coral"))
-    with pytest.raises(UsageError, match="--precision int8: format onnx supports \\['fp32'\\]"):
-        export_bundle(ExportRequest(out=out, precision="int8"))
+    with pytest.raises(UsageError, match="--precision int4: format onnx supports \\['fp32', 'fp16', 'int8'\\]"):
+        export_bundle(ExportRequest(out=out, precision="int4"))
     assert (out / "manifest.json").read_text() == before
 
 

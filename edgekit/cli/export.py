@@ -22,6 +22,9 @@ def export_command(
     opset: int = typer.Option(17, "--opset", help="ONNX opset (the dynamo exporter needs >= 18)."),
     dynamo: bool = typer.Option(False, "--dynamo", help="Use the torch.export-based ONNX exporter."),
     atol: float = typer.Option(1e-4, "--atol", help="Parity tolerance against torch."),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="int8 calibration samples: .npy shaped (N, ...)."),
+    calib_samples: int = typer.Option(64, "--calib-samples", help="How many calibration samples to use."),
+    max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", help="Refuse int8/fp16 losing more accuracy (0.05 = 5 points)."),
     bench_runs: int = typer.Option(50, "--bench-runs", help="Timed runs on this host after export (0 skips)."),
     out_dir: Path = typer.Option(Path("edgekit-bundle"), "--out", "-o", help="Bundle directory to write."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
@@ -41,6 +44,9 @@ def export_command(
         dynamo=dynamo,
         atol=atol,
         measure_runs=bench_runs,
+        calib_data=calib_data,
+        calib_samples=calib_samples,
+        max_accuracy_drop=max_accuracy_drop,
     )
     with progress(not as_json) as say:
         result = export_bundle(request, progress=say)
@@ -52,6 +58,17 @@ def export_command(
                         ["file", "size", "sha256"], rows))
         worst = max(manifest.validation["max_abs_error"].values(), default=0.0)
         out.print(f"parity vs torch: max abs error {worst:.2e} (atol {manifest.validation['atol']:g}) - passed")
+        variant = manifest.validation.get("precision")
+        if variant:
+            vs = variant["vs_fp32"]
+            text = f"{manifest.precision} vs fp32: mean relative error {vs['mean_rel_error']:.2e}"
+            if vs["top1_agreement"] is not None:
+                text += f", top-1 agreement {100 * vs['top1_agreement']:.1f}%"
+            if vs["accuracy_drop"] is not None:
+                text += f", accuracy {100 * vs['accuracy_fp32']:.1f}% -> {100 * vs['accuracy']:.1f}%"
+            out.print(text + f" ({vs['samples']} samples of {vs['data']})")
+            if "chosen" in variant:
+                out.print(f"int8 configuration: {variant['chosen']} (fastest within error of the best, measured here)")
         for item in manifest.latency:
             out.print(f"latency: {item['ms']:.3f} ms p50 ({item['source']} on {item['device']}, {item['runtime']}, "
                       f"{item['threads']} thread(s), batch {item['batch']})")

@@ -49,6 +49,10 @@ class ModelSource:
     task: str = "generic"
     provenance: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The family's own data, when it has some: ``calibration(n)`` returns n feed dicts for int8
+    # calibration; ``evaluation()`` returns held-out feed dicts and their labels (accuracy checks).
+    calibration: Callable[[int], list[dict[str, Any]]] | None = None
+    evaluation: Callable[[], tuple[list[dict[str, Any]], Any]] | None = None
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

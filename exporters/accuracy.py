@@ -1,0 +1,101 @@
+"""How much a precision variant changes a model: agreement with the fp32 file, and task accuracy
+when labels exist. The pipeline records this in the manifest and refuses a variant that collapses.
+
+Example:
+    >>> import numpy as np
+    >>> ref = [{"y": np.array([[0.1, 0.9]])}, {"y": np.array([[0.8, 0.2]])}]
+    >>> test = [{"y": np.array([[0.2, 0.8]])}, {"y": np.array([[0.4, 0.6]])}]
+    >>> report = compare_outputs(ref, test, labels=np.array([1, 0]))
+    >>> report.top1_agreement, report.accuracy_reference, report.accuracy_variant
+    (0.5, 1.0, 0.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgekit.runtimes.errors import ExportError
+from edgekit.runtimes.spec import TensorSpec
+
+__all__ = ["PrecisionReport", "compare_outputs", "compare_files", "check_not_collapsed"]
+
+
+@dataclass(frozen=True)
+class PrecisionReport:
+    samples: int
+    mean_rel_error: float
+    top1_agreement: float | None  # for outputs shaped (batch, classes)
+    accuracy_reference: float | None  # with labels
+    accuracy_variant: float | None
+    data: str = ""
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        if self.accuracy_reference is None or self.accuracy_variant is None:
+            return None
+        return self.accuracy_reference - self.accuracy_variant
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": self.samples, "mean_rel_error": self.mean_rel_error, "top1_agreement": self.top1_agreement,
+                "accuracy_fp32": self.accuracy_reference, "accuracy": self.accuracy_variant,
+                "accuracy_drop": self.accuracy_drop, "data": self.data}
+
+
+def compare_outputs(
+    reference: Sequence[Mapping[str, np.ndarray]],
+    variant: Sequence[Mapping[str, np.ndarray]],
+    labels: np.ndarray | None = None,
+    data: str = "",
+) -> PrecisionReport:
+    """Compare the first output of each run pair; top-1 for 2-D outputs; accuracy when labels are given."""
+    assert len(reference) == len(variant), "reference and variant must cover the same samples"
+    errors, ref_top, var_top = [], [], []
+    for a_out, b_out in zip(reference, variant):
+        a = np.asarray(next(iter(a_out.values())), np.float64)
+        b = np.asarray(next(iter(b_out.values())), np.float64)
+        errors.append(float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-12)))
+        if a.ndim == 2:
+            ref_top.append(a.argmax(1))
+            var_top.append(b.argmax(1))
+    agreement = accuracy_ref = accuracy_var = None
+    if ref_top:
+        ref_pred, var_pred = np.concatenate(ref_top), np.concatenate(var_top)
+        agreement = float(np.mean(ref_pred == var_pred))
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            assert labels.shape == ref_pred.shape, "one label per sample"
+            accuracy_ref = float(np.mean(ref_pred == labels))
+            accuracy_var = float(np.mean(var_pred == labels))
+    return PrecisionReport(len(errors), float(np.mean(errors)), agreement, accuracy_ref, accuracy_var, data)
+
+
+def compare_files(
+    reference: Path, variant: Path, inputs: Sequence[TensorSpec], samples: Sequence[Mapping[str, np.ndarray]],
+    labels: np.ndarray | None = None, data: str = "",
+) -> PrecisionReport:
+    """Run both ONNX files on ``samples`` with onnxruntime (1 thread) and compare them."""
+    from edgekit.runtimes.ort import OrtSession
+
+    ref = OrtSession(reference, threads=1, inputs=inputs)
+    var = OrtSession(variant, threads=1, inputs=inputs)
+    return compare_outputs([ref.run(dict(s)) for s in samples], [var.run(dict(s)) for s in samples], labels, data)
+
+
+def check_not_collapsed(report: PrecisionReport, precision: str, *, max_accuracy_drop: float, max_rel_error: float) -> None:
+    """Raise ExportError with the numbers when the variant lost too much (accuracy if labelled, else error)."""
+    drop = report.accuracy_drop
+    if drop is not None and drop > max_accuracy_drop:
+        raise ExportError(
+            f"{precision} collapses accuracy on {report.samples} {report.data} samples: "
+            f"{100 * report.accuracy_reference:.1f}% fp32 -> {100 * report.accuracy_variant:.1f}% "
+            f"(drop {100 * drop:.1f} points > allowed {100 * max_accuracy_drop:.1f}); not written"
+        )
+    if drop is None and report.mean_rel_error > max_rel_error:
+        raise ExportError(
+            f"{precision} output differs from fp32 by {100 * report.mean_rel_error:.1f}% on average "
+            f"(allowed {100 * max_rel_error:.1f}%) over {report.samples} {report.data} samples; not written"
+        )
