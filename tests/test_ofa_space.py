@@ -42,7 +42,7 @@ def test_w10_space_matches_once_for_all():
 def test_unknown_space_names_allowed():
     with pytest.raises(UsageError, match=r"unknown OFA space 'ofa-x'.*ofa-mbv3-w1.0"):
         get_space("ofa-x")
-    assert set(SPACE_NAMES) == {"ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "ofa-mbv3-shapes"}
+    assert set(SPACE_NAMES) == {"ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "ofa-mbv3-shapes", "ofa-mbv3-tiny"}
 
 
 def test_dict_form_round_trip_and_file(tmp_path):

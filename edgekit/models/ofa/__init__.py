@@ -17,7 +17,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "space": ["OFASpace", "SPACE_NAMES", "get_space", "make_divisible", "mbv3_space", "shapes_space", "space_size"],
+    "space": ["OFASpace", "SPACE_NAMES", "get_space", "make_divisible", "mbv3_space", "shapes_space", "space_size", "tiny_space"],
     "config": ["SubnetConfig", "SubnetConfigError", "crossover", "largest", "mutate", "sample", "smallest"],
     "cost": ["LayerCost", "count_macs", "count_params", "layer_costs", "model_size_bytes"],
     "supernet": ["OFASubnet", "OFASupernet", "materialize"],
@@ -30,7 +30,8 @@ _EXPORTS = {
     ],
     "calibrate": ["recalibrate_bn"],
     "randomize": ["randomize_weights"],
-    "data": ["CLASSES", "GENERATOR_VERSION", "calibration_images", "make_shapes"],
+    "data": ["CLASSES", "GENERATOR_VERSION", "calibration_images", "make_shapes", "resize", "shape_batches"],
+    "train": ["TrainConfig", "train"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

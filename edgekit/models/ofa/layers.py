@@ -268,6 +268,29 @@ class ElasticMBConv(nn.Module):
         y = _bn(F.conv2d(y, self.project.conv.weight[:, :mid]), self.project.bn, training)
         return x + y if self.residual else y
 
+    @torch.no_grad()
+    def sort_channels_(self) -> None:
+        """Reorder middle channels (and SE hidden units) by importance, most important first.
+
+        Importance is the L1 norm of the projecting weights, as in once-for-all before elastic expand:
+        smaller expand ratios then keep the channels that matter. The full block computes the same.
+        """
+        order = self.project.conv.weight.abs().sum((0, 2, 3)).argsort(descending=True)
+        for layer in (self.expand, self.dw):
+            layer.conv.weight.copy_(layer.conv.weight[order])
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                tensor = getattr(layer.bn, name)
+                tensor.copy_(tensor[order])
+        self.project.conv.weight.copy_(self.project.conv.weight[:, order])
+        if self.se is not None:
+            self.se.reduce.weight.copy_(self.se.reduce.weight[:, order])
+            self.se.expand.weight.copy_(self.se.expand.weight[order])
+            self.se.expand.bias.copy_(self.se.expand.bias[order])
+            hidden = self.se.expand.weight.abs().sum((0, 2, 3)).argsort(descending=True)
+            self.se.reduce.weight.copy_(self.se.reduce.weight[hidden])
+            self.se.reduce.bias.copy_(self.se.reduce.bias[hidden])
+            self.se.expand.weight.copy_(self.se.expand.weight[:, hidden])
+
     def active_state(self, kernel: int, mid: int) -> dict[str, torch.Tensor]:
         """State dict (detached copies) of the static :class:`MBConv` this block runs as."""
         out: dict[str, torch.Tensor] = {}

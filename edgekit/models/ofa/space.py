@@ -27,6 +27,7 @@ __all__ = [
     "mbv3_space",
     "shapes_space",
     "space_size",
+    "tiny_space",
 ]
 
 _ACTS = ("relu", "h_swish")
@@ -247,10 +248,34 @@ def shapes_space() -> OFASpace:
     )
 
 
+def tiny_space() -> OFASpace:
+    """A very small space (24..32 px, widths 8..24) for fast tests of training and distribution.
+
+    Example:
+        >>> tiny_space().num_blocks
+        20
+    """
+    return OFASpace(
+        name="ofa-mbv3-tiny",
+        num_classes=10,
+        stem_width=8,
+        first_block_width=8,
+        stage_widths=(8, 16, 16, 24, 24),
+        stage_strides=(2, 2, 1, 2, 1),
+        stage_acts=("relu", "relu", "h_swish", "h_swish", "h_swish"),
+        stage_se=(False, True, False, True, True),
+        final_expand_width=64,
+        feature_mix_width=64,
+        resolutions=(24, 28, 32),
+        dropout=0.0,
+    )
+
+
 _BUILDERS = {
     "ofa-mbv3-w1.0": lambda: mbv3_space(1.0),
     "ofa-mbv3-w1.2": lambda: mbv3_space(1.2),
     "ofa-mbv3-shapes": shapes_space,
+    "ofa-mbv3-tiny": tiny_space,
 }
 SPACE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
