@@ -18,7 +18,7 @@ import typer
 
 from edgekit.runtimes.errors import EdgekitError, UsageError
 
-from . import bench, export, inspect, run, targets
+from . import agent, bench, export, inspect, profile, run, store, targets
 
 __all__ = ["app", "main"]
 
@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (export, run, inspect, bench):
+for module in (export, run, inspect, bench, profile, agent, store):
     module.register(app)
 app.add_typer(targets.app, name="targets")
 

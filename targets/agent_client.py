@@ -1,0 +1,168 @@
+"""Talk to a profiling agent (:mod:`edgekit.targets.agent`) from the workstation. Standard library only.
+
+Every failure is an :class:`AgentError` with one line naming the agent's URL: nobody listening, no
+answer in time, an answer that is not from an edgekit agent, a refused token, or the agent's own error
+message passed through.
+
+Example:
+    >>> client = AgentClient("http://127.0.0.1:9", "s3cret", timeout_s=1)
+    >>> client.facts()
+    Traceback (most recent call last):
+    ...
+    edgekit.targets.agent_client.AgentError: no agent at http://127.0.0.1:9 (connection refused)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from edgekit.runtimes.errors import EdgekitError
+
+from .profile import ProfileResult
+
+__all__ = ["AgentError", "AgentClient"]
+
+
+class AgentError(EdgekitError):
+    """The profiling agent cannot be reached, refused the request, or answered something unusable."""
+
+
+class AgentClient:
+    """A client for one agent. ``timeout_s`` bounds each wait for the agent (connect, and each read).
+
+    Example:
+        >>> AgentClient("ftp://device", "t")
+        Traceback (most recent call last):
+        ...
+        edgekit.targets.agent_client.AgentError: agent URL 'ftp://device': expected http://HOST:PORT or https://HOST:PORT
+    """
+
+    def __init__(self, url: str, token: str, timeout_s: float = 60.0) -> None:
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise AgentError(f"agent URL {url!r}: expected http://HOST:PORT or https://HOST:PORT")
+        if not token:
+            raise AgentError(f"agent at {url}: no token given (--token or EDGEKIT_AGENT_TOKEN)")
+        if not timeout_s > 0:
+            raise AgentError(f"agent at {url}: timeout must be > 0 seconds, got {timeout_s}")
+        self.url = url.strip().rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    def facts(self) -> dict[str, Any]:
+        """The device's facts (CPU, cores, memory, onnxruntime version and providers)."""
+        payload = self._request("GET", "/v1/facts")
+        facts = payload.get("facts")
+        if not isinstance(facts, dict):
+            raise self._garbage("no 'facts' object")
+        return facts
+
+    def profile(
+        self,
+        onnx_path: str | Path,
+        threads: int = 1,
+        warmup: int = 10,
+        runs: int = 50,
+        per_node: bool = False,
+    ) -> ProfileResult:
+        """Send ``onnx_path`` to the agent, which times it on the device; returns what it measured."""
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise AgentError(f"{path}: no such model file to send to the agent")
+        query = urllib.parse.urlencode({"threads": threads, "warmup": warmup, "runs": runs, "per_node": int(per_node)})
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as body:
+                payload = self._request("POST", f"/v1/profile?{query}", body=body, size=size)
+        except _ClosedDuringUpload as exc:
+            raise self._explain_closed(size) or exc from exc
+        try:
+            return ProfileResult.from_json(payload.get("profile"))
+        except ValueError as exc:
+            raise self._garbage(f"profile: {exc}") from exc
+
+    def _explain_closed(self, size: int) -> AgentError | None:
+        """After the agent hung up mid-upload: say so with its size limit, when it tells us the limit."""
+        try:
+            limit = self._request("GET", "/v1/facts").get("limits", {}).get("max_body_bytes")
+        except AgentError:
+            return None
+        if isinstance(limit, int) and size > limit:
+            return AgentError(
+                f"agent at {self.url} refused the model: it is {size / (1 << 20):.1f} MB and the agent accepts at most "
+                f"{limit / (1 << 20):.1f} MB (its --max-body-mb)"
+            )
+        return None
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def _garbage(self, why: str) -> AgentError:
+        return AgentError(f"agent at {self.url} answered something that is not an edgekit agent response ({why})")
+
+    def _request(self, method: str, route: str, *, body: Any = None, size: int | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Length"] = str(size)
+        request = urllib.request.Request(self.url + route, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            try:
+                raw = exc.read()
+            except (OSError, http.client.HTTPException):
+                raw = b""
+            finally:
+                exc.close()
+        except urllib.error.URLError as exc:
+            raise self._unreachable(exc.reason, body is not None) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc, body is not None) from exc
+        return self._decode(status, raw)
+
+    def _unreachable(self, reason: Any, uploading: bool) -> AgentError:
+        if isinstance(reason, ConnectionRefusedError):
+            return AgentError(f"no agent at {self.url} (connection refused)")
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return AgentError(f"agent at {self.url} did not answer within {self.timeout_s:g} s (timeout)")
+        if isinstance(reason, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+            if uploading:
+                return _ClosedDuringUpload(f"agent at {self.url} closed the connection while receiving the model")
+            return AgentError(f"agent at {self.url} closed the connection without answering")
+        if isinstance(reason, socket.gaierror):
+            return AgentError(f"cannot reach agent at {self.url}: unknown host ({reason.strerror or reason})")
+        if isinstance(reason, http.client.HTTPException):
+            return self._garbage(f"bad HTTP: {type(reason).__name__}")
+        text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        return AgentError(f"cannot reach agent at {self.url}: {text}")
+
+    def _decode(self, status: int, raw: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            payload = None
+        ours = isinstance(payload, dict) and payload.get("agent") == "edgekit"
+        if status == 401 and (ours or payload is None):
+            raise AgentError(f"agent at {self.url} refused the token (HTTP 401)")
+        if not ours:
+            raise self._garbage(f"HTTP {status}, {'not JSON' if payload is None else 'wrong fields'}")
+        if payload.get("api") != 1:
+            raise AgentError(f"agent at {self.url} speaks API {payload.get('api')!r}; this edgekit speaks 1 (update one of them)")
+        if status != 200:
+            message = payload.get("error")
+            if not isinstance(message, str):
+                raise self._garbage(f"HTTP {status} without an error message")
+            raise AgentError(f"agent at {self.url}: {message} (HTTP {status})")
+        return payload
+
+
+class _ClosedDuringUpload(AgentError):
+    """Internal: the connection broke while the model was being sent (the agent may have refused its size)."""
