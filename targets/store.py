@@ -227,11 +227,11 @@ class LatencyStore:
                 if conn is not None:
                     conn.close()
                 self._move_aside(identity, str(exc))
-            except sqlite3.DatabaseError as exc:  # not a database, malformed page, ...
+            except sqlite3.DatabaseError as exc:
                 if conn is not None:
                     conn.close()
-                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                    raise StoreError(f"{self.path}: the store stayed locked for {BUSY_TIMEOUT_S:g} s by another process") from exc
+                if not _is_corruption(exc):  # locked, read-only, disk full...: the file may be fine, leave it
+                    raise StoreError(f"{self.path}: cannot open the latency store ({exc})") from exc
                 self._move_aside(identity, str(exc))
         raise StoreError(f"{self.path}: cannot open the latency store (it kept changing while opening)")
 
@@ -413,6 +413,18 @@ class LatencyStore:
 
     def __repr__(self) -> str:
         return f"<LatencyStore {self.path}>"
+
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is damaged or not a database (not: locked, read-only, full)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
 
 
 class _Unusable(Exception):

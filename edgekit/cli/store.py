@@ -60,12 +60,12 @@ def list_command(
     with _open(store_path) as store:
         records = store.records(target=target, kind=kind)
         where = store.path
-    rows = [[r.target, r.kind, r.key[:16], r.runtime, r.runtime_version, r.precision, r.threads,
-             f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", r.runs, r.measured_at] for r in records]
+    rows = [[r.target, r.kind, r.key[:12], f"{r.runtime} {r.runtime_version}", r.precision, r.threads,
+             f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", r.runs, r.measured_at[:10]] for r in records]
     emit([r.to_json() for r in records], as_json,
          lambda: out.print(table(f"{len(records)} measurement(s) in {where}",
-                                 ["target", "kind", "key", "runtime", "version", "precision", "threads",
-                                  "p50 ms", "p90 ms", "runs", "measured at"], rows)))
+                                 ["target", "kind", "key", "runtime", "prec.", "thr.", "p50 ms", "p90 ms", "runs", "date"],
+                                 rows)))
 
 
 @app.command("path")
