@@ -1,4 +1,4 @@
-"""Static facts about an ONNX graph: op histogram, parameter count, MACs and bytes per node.
+"""Static facts about an ONNX graph: op histogram, parameter count, MACs and elements moved per node.
 
 Dynamic dimensions count as 1 (batch 1). The per-node costs are plain data, so the torch-free
 latency models in ``edgekit.targets`` can consume them without importing onnx.
@@ -24,19 +24,20 @@ from typing import Any
 import numpy as np
 
 from edgekit.runtimes.errors import ModelLoadError, require
+from edgekit.targets.opkinds import op_kind
 
 __all__ = ["NodeCost", "GraphStats", "graph_stats"]
 
-_ELEM_BYTES = {1: 4, 10: 2, 11: 8, 3: 1, 2: 1, 6: 4, 7: 8, 9: 1, 16: 2}
-
-
 @dataclass(frozen=True)
 class NodeCost:
+    """One node's work: MACs, and elements of weights and activations it touches (precision-free)."""
+
     name: str
     op_type: str
+    kind: str  # see edgekit.targets.opkinds
     macs: int
-    weight_bytes: int
-    activation_bytes: int  # inputs read (non-initializer) + outputs written
+    weight_elems: int
+    activation_elems: int  # inputs read (non-initializer) + outputs written
 
 
 @dataclass(frozen=True)
@@ -93,36 +94,38 @@ def graph_stats(path: str | Path) -> GraphStats:
         raise ModelLoadError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
     graph = model.graph
     shapes: dict[str, tuple[int, ...]] = {}
-    elem_bytes: dict[str, int] = {}
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):
         dims = _dims(value)
         if dims is not None:
             shapes[value.name] = dims
-            elem_bytes[value.name] = _ELEM_BYTES.get(value.type.tensor_type.elem_type, 4)
-    initializers = {}
+    initializers: dict[str, int] = {}  # name -> element count
     for init in graph.initializer:
         shapes[init.name] = tuple(init.dims)
-        initializers[init.name] = int(np.prod(init.dims)) * _ELEM_BYTES.get(init.data_type, 4)
+        initializers[init.name] = int(np.prod(init.dims))
     for node in graph.node:  # Constant nodes carry weights too after constant folding
         if node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
             tensor = node.attribute[0].t
             shapes[node.output[0]] = tuple(tensor.dims)
-            initializers[node.output[0]] = int(np.prod(tensor.dims)) * _ELEM_BYTES.get(tensor.data_type, 4)
+            initializers[node.output[0]] = int(np.prod(tensor.dims))
     params = sum(int(np.prod(init.dims)) for init in graph.initializer)
     nodes = []
     for index, node in enumerate(graph.node):
         if node.op_type == "Constant":
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        weight_bytes = sum(initializers.get(name, 0) for name in node.input)
-        activation_bytes = sum(
-            int(np.prod(shapes[name])) * elem_bytes.get(name, 4)
+        weight_elems = sum(initializers.get(name, 0) for name in node.input)
+        activation_elems = sum(
+            int(np.prod(shapes[name]))
             for name in list(node.input) + list(node.output)
             if name and name in shapes and name not in initializers
         )
-        nodes.append(
-            NodeCost(node.name or f"{node.op_type}_{index}", node.op_type, _node_macs(node, shapes, attrs), weight_bytes, activation_bytes)
-        )
+        input_shape = shapes.get(node.input[0]) if node.input else None
+        group = int(attrs.get("group", 1))
+        depthwise = group > 1 and input_shape is not None and len(input_shape) > 1 and group == input_shape[1]
+        nodes.append(NodeCost(
+            node.name or f"{node.op_type}_{index}", node.op_type, op_kind(node.op_type, depthwise),
+            _node_macs(node, shapes, attrs), weight_elems, activation_elems,
+        ))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     ops = dict(Counter(node.op_type for node in graph.node).most_common())
     return GraphStats(ops, params, sum(n.macs for n in nodes), tuple(nodes), opset)

@@ -21,6 +21,15 @@ MODULES = [
     "edgekit.models.mobilenet",
     "edgekit.targets.measure",
     "edgekit.pipeline",
+    "edgekit.profiling",
+    "edgekit.calibration_zoo",
+    "edgekit.exporters.quantize",
+    "edgekit.exporters.accuracy",
+    "edgekit.targets.opkinds",
+    "edgekit.targets.latency",
+    "edgekit.targets.calibrated",
+    "edgekit.targets.lut",
+    "edgekit.models.ofa.blocks",
 ]
 
 

@@ -1,0 +1,143 @@
+"""The blocks of a subnet as standalone modules and once-for-all table keys (for block lookup tables).
+
+Keys use once-for-all's MobileNetV3 table format (``Conv-input:224x224x3-output:112x112x16``,
+``expanded_conv-...-expand:48-kernel:3-stride:2-idskip:0-se:0-hs:0``, ``Conv_1``, ``AvgPool2D``,
+``Conv_2``, ``Logits``), so a table measured by edgekit and one published by once-for-all are read alike.
+
+Example:
+    >>> from edgekit.models.ofa import get_space, smallest
+    >>> space = get_space("ofa-mbv3-w1.0")
+    >>> keys = [b.key for b in subnet_blocks(smallest(space, 224), space)]
+    >>> keys[0], keys[-1]
+    ('Conv-input:224x224x3-output:112x112x16', 'Logits-input:1x1x1280-output:1000')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .config import SubnetConfig
+from .layers import ConvBNAct, MBConv
+from .space import OFASpace
+
+__all__ = ["BlockSpec", "subnet_blocks", "space_blocks", "build_block"]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block: its layer type, input size (h, c), output size, and MBConv parameters if any."""
+
+    kind: str  # Conv | expanded_conv | Conv_1 | AvgPool2D | Conv_2 | Logits
+    in_hw: int
+    in_ch: int
+    out_hw: int
+    out_ch: int
+    mid: int = 0
+    kernel: int = 0
+    stride: int = 1
+    se_hidden: int = 0
+    act: str = "relu"
+    expand: bool = True
+
+    @property
+    def key(self) -> str:
+        io = f"input:{self.in_hw}x{self.in_hw}x{self.in_ch}-output:"
+        if self.kind == "Logits":
+            return f"Logits-input:1x1x{self.in_ch}-output:{self.out_ch}"
+        io += f"{self.out_hw}x{self.out_hw}x{self.out_ch}"
+        if self.kind != "expanded_conv":
+            return f"{self.kind}-{io}"
+        idskip = int(self.stride == 1 and self.in_ch == self.out_ch)
+        return (f"expanded_conv-{io}-expand:{self.mid}-kernel:{self.kernel}-stride:{self.stride}"
+                f"-idskip:{idskip}-se:{int(self.se_hidden > 0)}-hs:{int(self.act == 'h_swish')}")
+
+
+def subnet_blocks(config: SubnetConfig, space: OFASpace) -> list[BlockSpec]:
+    """The blocks a materialized subnet executes, in order."""
+    config.validate(space)
+    hw = _ceil_div(config.r, space.stem_stride)
+    blocks = [
+        BlockSpec("Conv", config.r, space.in_channels, hw, space.stem_width, kernel=3, stride=space.stem_stride, act="h_swish"),
+        BlockSpec("expanded_conv", hw, space.stem_width, hw, space.first_block_width, mid=space.stem_width, kernel=3,
+                  stride=1, act="relu", expand=False),
+    ]
+    for b in config.active_blocks(space):
+        stage = space.stage_of(b)
+        mid = space.mid_width(b, config.e[b])
+        out_hw = _ceil_div(hw, space.block_stride(b))
+        blocks.append(BlockSpec(
+            "expanded_conv", hw, space.block_in_width(b), out_hw, space.stage_widths[stage], mid=mid,
+            kernel=config.ks[b], stride=space.block_stride(b), act=space.stage_acts[stage],
+            se_hidden=space.se_width(mid) if space.stage_se[stage] else 0,
+        ))
+        hw = out_hw
+    last = space.stage_widths[-1]
+    blocks += [
+        BlockSpec("Conv_1", hw, last, hw, space.final_expand_width, kernel=1, act="h_swish"),
+        BlockSpec("AvgPool2D", hw, space.final_expand_width, 1, space.final_expand_width),
+        BlockSpec("Conv_2", 1, space.final_expand_width, 1, space.feature_mix_width, kernel=1, act="h_swish"),
+        BlockSpec("Logits", 1, space.feature_mix_width, 1, space.num_classes),
+    ]
+    return blocks
+
+
+def space_blocks(space: OFASpace, resolutions: Iterable[int]) -> list[BlockSpec]:
+    """Every distinct block any subnet of ``space`` runs at ``resolutions`` (deduplicated by key)."""
+    from .config import largest
+
+    found: dict[str, BlockSpec] = {}
+    for r in resolutions:
+        base = largest(space, r)
+        for k in space.ks_choices:
+            for e in space.e_choices:
+                config = base.replace(ks=(k,) * space.num_blocks, e=(e,) * space.num_blocks)
+                for spec in subnet_blocks(config, space):
+                    found.setdefault(spec.key, spec)
+    return list(found.values())
+
+
+class _Pool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+class _Logits(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_ch, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def build_block(spec: BlockSpec, space: OFASpace) -> tuple[nn.Module, tuple[int, ...]]:
+    """A randomly initialised standalone module for ``spec`` and its input shape (batch 1), in eval mode.
+
+    Timing does not depend on weight values, so blocks are not taken from a trained supernet.
+    """
+    bn = {"bn_momentum": space.bn_momentum, "bn_eps": space.bn_eps}
+    if spec.kind == "expanded_conv":
+        module: nn.Module = MBConv(spec.in_ch, spec.mid, spec.out_ch, spec.kernel, spec.stride, spec.act,
+                                   se_hidden=spec.se_hidden or None, expand=spec.expand, **bn)
+    elif spec.kind in ("Conv", "Conv_1"):
+        module = ConvBNAct(spec.in_ch, spec.out_ch, spec.kernel, spec.stride, act=spec.act, **bn)
+    elif spec.kind == "Conv_2":
+        module = ConvBNAct(spec.in_ch, spec.out_ch, 1, act="h_swish", bn=False)
+    elif spec.kind == "AvgPool2D":
+        module = _Pool()
+    else:
+        assert spec.kind == "Logits", spec.kind
+        module = _Logits(spec.in_ch, spec.out_ch)
+    return module.eval(), (1, spec.in_ch, spec.in_hw, spec.in_hw)
+
+
+def iter_keys(blocks: Iterable[BlockSpec]) -> Iterator[str]:
+    return (b.key for b in blocks)
