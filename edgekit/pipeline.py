@@ -31,7 +31,12 @@ Progress = Callable[[str], None]
 # a reference equal to a key, or starting with a key ending in ":", maps to "module:function" with the
 # signature ``export_family(request, target, stage_dir: Path, progress) -> Manifest`` (files unset; the
 # pipeline hashes them and swaps the bundle in atomically).
-FAMILY_EXPORTERS: dict[str, str] = {}
+FAMILY_EXPORTERS: dict[str, str] = {
+    "slm-encdec": "edgekit.models.slm.export:export_family",
+    "slm-deconly": "edgekit.models.slm.export:export_family",
+    "slm:": "edgekit.models.slm.export:export_family",
+    "hf:": "edgekit.models.slm.export:export_family",
+}
 
 
 def _family_exporter(ref: str | None) -> Callable | None:

@@ -46,7 +46,10 @@ _BACKENDS = {"onnx": ("edgekit.runtimes.ort", "OrtSession")}
 _SUFFIX_FORMATS = {".onnx": "onnx"}
 # Bundle task -> module and function ``open_bundle(bundle, **options) -> Session`` for bundles of several
 # graphs (an encoder-decoder LM runs its graphs from a generation loop).
-_TASK_LOADERS: dict[str, tuple[str, str]] = {}
+_TASK_LOADERS: dict[str, tuple[str, str]] = {
+    "seq2seq": ("edgekit.runtimes.seq2seq", "open_bundle"),
+    "causal-lm": ("edgekit.runtimes.causal_lm", "open_bundle"),
+}
 
 
 def _backend_class(fmt: str, where: str):

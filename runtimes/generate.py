@@ -1,0 +1,263 @@
+"""Token generation over any runtime: greedy, sampling and beam search, numpy only.
+
+The loops drive a *stepper* (see :class:`Stepper`): an object that feeds new tokens to the model,
+keeps its KV cache, and returns the next-token logits. ``edgekit.runtimes.seq2seq`` and
+``edgekit.runtimes.causal_lm`` provide steppers over exported graphs; the loops follow Hugging Face
+``generate()`` step for step (logits processors, EOS and padding, the vectorised beam search with its
+length penalty and early-stopping rules), so the same model gives the same tokens.
+
+Example:
+    >>> import numpy as np
+    >>> class Counter:                       # a toy model: always predicts (last token + 1) mod 5
+    ...     def expand(self, n): pass
+    ...     def reorder(self, index): pass
+    ...     def step(self, tokens):
+    ...         logits = np.zeros((tokens.shape[0], 5), np.float32)
+    ...         logits[np.arange(tokens.shape[0]), (tokens[:, -1] + 1) % 5] = 1.0
+    ...         return logits
+    >>> cfg = GenerationConfig(max_new_tokens=6, eos_token_id=(4,), pad_token_id=0)
+    >>> generate_tokens(Counter(), np.array([[1], [3]]), cfg).tolist()
+    [[1, 2, 3, 4], [3, 4, 0, 0]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol, Sequence, Union
+
+import numpy as np
+
+from .errors import UsageError
+
+__all__ = ["GenerationConfig", "Stepper", "generate_tokens", "greedy_or_sample", "beam_search", "log_softmax"]
+
+TokenCallback = Callable[[np.ndarray], None]
+_NEG_INF = np.float32(-np.inf)
+
+
+class Stepper(Protocol):
+    """What the loops need from a model with a KV cache."""
+
+    def expand(self, n: int) -> None:
+        """Repeat every batch row ``n`` times (row i becomes rows i*n .. i*n+n-1), before the first step."""
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed ``tokens`` [rows, new] after the cached ones; return the last position's logits [rows, vocab]."""
+
+    def reorder(self, index: np.ndarray) -> None:
+        """Keep cache row ``index[j]`` as row j (beam search)."""
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to generate. Values a user passes are checked here, with one-line UsageErrors.
+
+    ``early_stopping``: True stops a batch item once ``num_beams`` hypotheses are finished; False
+    (Hugging Face's default) stops when no running beam can beat the worst finished one; "never" is
+    the canonical beam search.
+    """
+
+    max_new_tokens: int = 20
+    min_new_tokens: int = 0
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    seed: Optional[int] = None
+    length_penalty: float = 1.0
+    early_stopping: Union[bool, str] = False
+    eos_token_id: tuple[int, ...] = ()
+    pad_token_id: int = 0
+    forced_bos_token_id: Optional[int] = None
+    forced_eos_token_id: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, (int, np.integer)) or self.max_new_tokens < 1:
+            raise UsageError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if self.min_new_tokens < 0 or self.min_new_tokens > self.max_new_tokens:
+            raise UsageError(f"min_new_tokens must be in 0..max_new_tokens ({self.max_new_tokens}), got {self.min_new_tokens}")
+        if not isinstance(self.num_beams, (int, np.integer)) or self.num_beams < 1:
+            raise UsageError(f"num_beams must be an integer >= 1, got {self.num_beams!r}")
+        if self.do_sample and self.num_beams > 1:
+            raise UsageError("do_sample with num_beams > 1 (beam sampling) is not supported: pick one")
+        if not self.temperature > 0:
+            raise UsageError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.early_stopping not in (True, False, "never"):
+            raise UsageError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        object.__setattr__(self, "eos_token_id", tuple(int(e) for e in self.eos_token_id))
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _process(scores: np.ndarray, cur_len: int, max_length: int, prompt_len: int, cfg: GenerationConfig) -> np.ndarray:
+    """Hugging Face's default logits processors, in its order (min new tokens, forced BOS, forced EOS)."""
+    if cfg.min_new_tokens and cur_len - prompt_len < cfg.min_new_tokens and cfg.eos_token_id:
+        scores[:, list(cfg.eos_token_id)] = _NEG_INF
+    if cfg.forced_bos_token_id is not None and cur_len == 1:
+        scores[:] = _NEG_INF
+        scores[:, cfg.forced_bos_token_id] = 0
+    if cfg.forced_eos_token_id is not None and cur_len == max_length - 1:
+        scores[:] = _NEG_INF
+        forced = cfg.forced_eos_token_id
+        scores[:, list(forced) if isinstance(forced, (list, tuple)) else forced] = 0
+    return scores
+
+
+def _warp(scores: np.ndarray, cfg: GenerationConfig) -> np.ndarray:
+    """Temperature, then top-k, then top-p (Hugging Face's warper order)."""
+    scores = scores / np.float32(cfg.temperature)
+    if cfg.top_k and cfg.top_k < scores.shape[-1]:
+        kth = -np.partition(-scores, cfg.top_k - 1, axis=-1)[:, cfg.top_k - 1 : cfg.top_k]
+        scores = np.where(scores < kth, _NEG_INF, scores)
+    if cfg.top_p < 1.0:
+        order = np.argsort(scores, axis=-1, kind="stable")  # ascending
+        sorted_scores = np.take_along_axis(scores, order, axis=-1)
+        cumulative = np.cumsum(_softmax(sorted_scores), axis=-1)
+        remove_sorted = cumulative <= (1 - cfg.top_p)
+        remove_sorted[:, -1] = False  # keep at least one token
+        remove = np.zeros_like(remove_sorted)
+        np.put_along_axis(remove, order, remove_sorted, axis=-1)
+        scores = np.where(remove, _NEG_INF, scores)
+    return scores
+
+
+def greedy_or_sample(
+    stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig, on_token: TokenCallback | None = None
+) -> np.ndarray:
+    """Greedy decoding, or sampling with ``cfg.do_sample`` (seeded by ``cfg.seed``); returns prompt + new tokens."""
+    rng = np.random.default_rng(cfg.seed)
+    sequences = np.asarray(prompt, np.int64)
+    batch, prompt_len = sequences.shape
+    max_length = prompt_len + cfg.max_new_tokens
+    eos = np.array(cfg.eos_token_id, np.int64)
+    unfinished = np.ones(batch, bool)
+    logits = stepper.step(sequences)
+    while True:
+        scores = _process(logits.astype(np.float32, copy=True), sequences.shape[1], max_length, prompt_len, cfg)
+        if cfg.do_sample:
+            probs = _softmax(_warp(scores, cfg))
+            cumulative = np.cumsum(probs, axis=-1)
+            draws = rng.random(batch)[:, None] * cumulative[:, -1:]
+            next_tokens = np.minimum((cumulative <= draws).sum(axis=-1), probs.shape[-1] - 1)
+        else:
+            next_tokens = scores.argmax(axis=-1)
+        if eos.size:
+            next_tokens = np.where(unfinished, next_tokens, cfg.pad_token_id)
+        sequences = np.concatenate((sequences, next_tokens[:, None]), axis=1)
+        if on_token is not None:
+            on_token(next_tokens.copy())
+        if eos.size:
+            unfinished &= ~np.isin(next_tokens, eos)
+        if sequences.shape[1] >= max_length or not unfinished.any():
+            return sequences
+        logits = stepper.step(next_tokens[:, None])
+
+
+def _topk(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values per row, largest first (ties: lower index first)."""
+    return np.argsort(-values, axis=-1, kind="stable")[:, :k]
+
+
+def _gather(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """array [batch, beams, ...] gathered along axis 1 by index [batch, k]."""
+    return array[np.arange(array.shape[0])[:, None], index]
+
+
+def beam_search(stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig) -> np.ndarray:
+    """Beam search as Hugging Face's vectorised ``_beam_search`` does it; returns the best sequence per row."""
+    prompt = np.asarray(prompt, np.int64)
+    batch, cur_len = prompt.shape
+    nb = cfg.num_beams
+    prompt_len = cur_len
+    max_length = prompt_len + cfg.max_new_tokens
+    eos = np.array(cfg.eos_token_id, np.int64)
+    keep = max(2, 1 + eos.size) * nb
+    top_beam_mask = np.arange(keep) < nb
+    fill = cfg.pad_token_id if cfg.pad_token_id else (int(eos[0]) if eos.size else -1)
+    es = cfg.early_stopping
+    lp = cfg.length_penalty
+
+    running = np.full((batch, nb, max_length), fill, np.int64)
+    running[:, :, :cur_len] = prompt[:, None, :]
+    sequences = running.copy()
+    running_scores = np.zeros((batch, nb), np.float32)
+    running_scores[:, 1:] = -1e9
+    beam_scores = np.full((batch, nb), -1e9, np.float32)
+    finished = np.zeros((batch, nb), bool)
+    improvable = np.ones((batch, 1), bool)
+    running_idx = np.full((batch, nb, max_length - cur_len), -1, np.int64)
+    beam_indices = running_idx.copy()
+    batch_offset = np.arange(batch)[:, None] * nb
+
+    stepper.expand(nb)
+    logits = stepper.step(running[:, :, :cur_len].reshape(batch * nb, cur_len))
+    while True:
+        log_probs = _process(log_softmax(logits).copy(), cur_len, max_length, prompt_len, cfg)
+        vocab = log_probs.shape[-1]
+        log_probs = (log_probs.reshape(batch, nb, vocab) + running_scores[:, :, None]).reshape(batch, nb * vocab)
+        top = _topk(log_probs, keep)
+        top_log_probs = np.take_along_axis(log_probs, top, axis=1)
+        top_beams, top_ids = top // vocab, top % vocab
+        top_running = _gather(running, top_beams)
+        top_running[:, :, cur_len] = top_ids
+        top_idx = _gather(running_idx, top_beams)
+        top_idx[:, :, cur_len - prompt_len] = top_beams + batch_offset
+        hits = np.isin(top_ids, eos) | (cur_len + 1 >= max_length)
+
+        # e. running beams for the next step: the best non-finished continuations
+        masked = (top_log_probs + hits.astype(np.float32) * np.float32(-1e9)).astype(np.float32)
+        nxt = _topk(masked, nb)
+        running, running_scores, running_idx = _gather(top_running, nxt), _gather(masked, nxt), _gather(top_idx, nxt)
+
+        # f. finished hypotheses: merge the just-finished top candidates into the kept ones
+        just_finished = hits & top_beam_mask[None, :]
+        scores = (top_log_probs / np.float32((cur_len + 1 - prompt_len) ** lp)).astype(np.float32)
+        full = finished.all(axis=-1, keepdims=True) & (es is True)
+        scores = scores + full.astype(np.float32) * np.float32(-1e9)
+        scores = scores + (~improvable).astype(np.float32) * np.float32(-1e9)
+        scores = scores + (~just_finished).astype(np.float32) * np.float32(-1e9)
+        merged_scores = np.concatenate((beam_scores, scores), axis=1)
+        best = _topk(merged_scores, nb)
+        sequences = _gather(np.concatenate((sequences, top_running), axis=1), best)
+        beam_scores = _gather(merged_scores, best)
+        beam_indices = _gather(np.concatenate((beam_indices, top_idx), axis=1), best)
+        finished = _gather(np.concatenate((finished, just_finished), axis=1), best)
+
+        stepper.reorder(running_idx[:, :, cur_len - prompt_len].reshape(-1))
+        cur_len += 1
+        length = (max_length - prompt_len) if (es == "never" and lp > 0.0) else (cur_len - prompt_len)
+        best_running = running_scores[:, :1] / np.float32(length**lp)
+        worst_finished = np.where(finished, beam_scores.min(axis=1, keepdims=True), np.float32(-1e9))
+        improvable = improvable & (best_running > worst_finished).any(axis=-1, keepdims=True)
+        if not (improvable.any() and not (finished.all() and es is True) and not hits.all()):
+            break
+        logits = stepper.step(running[:, :, cur_len - 1 : cur_len].reshape(batch * nb, 1))
+
+    generated = int(((beam_indices[:, 0, :] + 1) != 0).sum(axis=1).max())
+    return sequences[:, 0, : prompt_len + generated]
+
+
+def generate_tokens(
+    stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig, on_token: TokenCallback | None = None
+) -> np.ndarray:
+    """Run the decoding ``cfg`` asks for; ``on_token(tokens[batch])`` is called per step (not with beams)."""
+    if cfg.num_beams > 1:
+        if on_token is not None:
+            raise UsageError("streaming tokens needs num_beams=1 (beam search only knows its result at the end)")
+        return beam_search(stepper, prompt, cfg)
+    return greedy_or_sample(stepper, prompt, cfg, on_token)

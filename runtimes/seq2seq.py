@@ -1,0 +1,253 @@
+"""Encoder-decoder generation bundles (task "seq2seq"): the encoder runs once, the decoder per token.
+
+:func:`open_bundle` is the task loader ``edgekit.runtimes.load`` calls for such bundles. The session
+it returns runs the generation loops of :mod:`edgekit.runtimes.generate` over the bundle's graphs,
+with the generation defaults (start/EOS/pad tokens, forced tokens) recorded in the manifest.
+
+Example:
+    >>> import edgekit.runtimes as rt                                  # doctest: +SKIP
+    >>> lm = rt.load("t5-bundle", threads=1)                           # doctest: +SKIP
+    >>> lm.generate([[5, 6, 7]], max_new_tokens=8, num_beams=4)        # doctest: +SKIP
+    array([[0, 12, 40, 7, 1]])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import BundleError, InputMismatchError, UsageError
+from .generate import GenerationConfig, generate_tokens
+from .session import Session
+from .spec import TensorSpec
+
+__all__ = ["open_bundle", "LMSession", "Seq2SeqSession", "as_batch"]
+
+
+def as_batch(input_ids: Any, attention_mask: Any, pad_id: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (one sequence, a list of sequences of any lengths, or a 2-D array) -> padded ids and mask.
+
+    Example:
+        >>> ids, mask = as_batch([[5, 6, 7], [8]], None, pad_id=0, left=False)
+        >>> ids.tolist(), mask.tolist()
+        ([[5, 6, 7], [8, 0, 0]], [[1, 1, 1], [1, 0, 0]])
+    """
+    if isinstance(input_ids, np.ndarray) and input_ids.ndim == 2:
+        rows = [list(r) for r in input_ids]
+    elif isinstance(input_ids, np.ndarray) and input_ids.ndim == 1:
+        rows = [list(input_ids)]
+    elif isinstance(input_ids, Sequence) and input_ids and all(isinstance(r, (Sequence, np.ndarray)) for r in input_ids):
+        rows = [list(r) for r in input_ids]
+    elif isinstance(input_ids, Sequence):
+        rows = [list(input_ids)]
+    else:
+        raise InputMismatchError(f"input_ids: expected a list or array of token ids, got {type(input_ids).__name__}")
+    if not rows or any(len(r) == 0 for r in rows):
+        raise InputMismatchError("input_ids is empty: give at least one token per sequence")
+    try:
+        rows = [[int(t) for t in r] for r in rows]
+    except (TypeError, ValueError):
+        raise InputMismatchError("input_ids: token ids must be integers") from None
+    if attention_mask is not None:
+        mask = np.asarray(attention_mask, np.int64)
+        ids = np.asarray(rows, np.int64) if len({len(r) for r in rows}) == 1 else None
+        if ids is None or mask.shape != ids.shape:
+            raise InputMismatchError(
+                f"attention_mask: shape {mask.shape} does not match input_ids "
+                f"{ids.shape if ids is not None else 'of uneven lengths'}"
+            )
+        if not mask.any(axis=1).all():
+            raise InputMismatchError("attention_mask: a row masks every token (an empty sequence)")
+        return ids, mask
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
+    for i, r in enumerate(rows):
+        cols = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, cols], mask[i, cols] = r, 1
+    return ids, mask
+
+
+def _check_graphs_agree(bundle: Bundle, producer: str, consumer: str) -> None:
+    """Every tensor one graph outputs and the other takes must agree on its fixed sizes."""
+    graphs = bundle.manifest.graphs
+    model = bundle.manifest.extra.get("model", {})
+    wanted = {s.name: s for s in graphs[consumer].inputs}
+    for spec in graphs[producer].outputs:
+        other = wanted.get(spec.name)
+        if other is None:
+            continue
+        fixed = [(a, b) for a, b in zip(spec.shape, other.shape) if isinstance(a, int) or isinstance(b, int)]
+        if len(spec.shape) != len(other.shape) or any(a != b for a, b in fixed):
+            raise BundleError(
+                f"{bundle.path}: graphs disagree on hidden size: {producer} output {spec.name!r} is "
+                f"{spec.shape_str()} but {consumer} input expects {other.shape_str()}"
+            )
+    for spec in graphs[consumer].inputs:
+        if spec.name.startswith(("past_", "cross_")) and model and tuple(spec.shape[1::2]) != (
+            model.get("heads"), model.get("head_dim")
+        ):
+            raise BundleError(
+                f"{bundle.path}: graphs disagree on hidden size: {consumer} input {spec.name!r} is {spec.shape_str()} "
+                f"but the manifest says {model.get('heads')} heads of {model.get('head_dim')}"
+            )
+
+
+class LMSession(Session):
+    """Shared by the seq2seq and causal-LM sessions: input checks, defaults, tokenizer, ``generate``."""
+
+    left_pad = False
+
+    def __init__(self, bundle: Bundle, inputs, outputs) -> None:
+        super().__init__(inputs, outputs)
+        self.bundle = bundle
+        extra = bundle.manifest.extra
+        for key in ("generation", "model", "tokenizer"):
+            if not isinstance(extra.get(key), Mapping):
+                raise BundleError(f"{bundle.path}: manifest extra.{key} is missing (not a generation bundle)")
+        self.generation = dict(extra["generation"])
+        self.model_info = dict(extra["model"])
+        self.vocab_size = int(self.model_info["vocab_size"])
+        self.max_source_length = int(self.model_info["max_source_length"])
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        """The bundle's tokenizer (byte-level or ``tokenizer.json``); BundleError if it has none."""
+        if self._tokenizer is None:
+            from .tokenizer import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.bundle.path, self.bundle.manifest.extra["tokenizer"])
+        return self._tokenizer
+
+    def prepare(self, input_ids: Any, attention_mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Padded, checked ids and mask (InputMismatchError for empty, too long or out-of-vocabulary ids)."""
+        ids, mask = as_batch(input_ids, attention_mask, int(self.generation["pad_token_id"]), self.left_pad)
+        if ids.shape[1] > self.max_source_length:
+            raise InputMismatchError(
+                f"input_ids: {ids.shape[1]} tokens but the model's max input length is {self.max_source_length}"
+            )
+        bad = (ids < 0) | (ids >= self.vocab_size)
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            raise InputMismatchError(
+                f"input_ids: token id {int(ids[row, col])} at [{row}, {col}] is outside the vocabulary 0..{self.vocab_size - 1}"
+            )
+        return ids, mask
+
+    def config(self, **overrides: Any) -> GenerationConfig:
+        """A GenerationConfig from the manifest's defaults and ``overrides`` (None means the default)."""
+        g = self.generation
+        values = {
+            "max_new_tokens": g.get("max_new_tokens", 20),
+            "num_beams": g.get("num_beams", 1),
+            "length_penalty": g.get("length_penalty", 1.0),
+            "early_stopping": g.get("early_stopping", False),
+            "eos_token_id": tuple(g.get("eos_token_id") or ()),
+            "pad_token_id": g.get("pad_token_id", 0),
+            "forced_bos_token_id": g.get("forced_bos_token_id"),
+            "forced_eos_token_id": g.get("forced_eos_token_id"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return GenerationConfig(**values)
+
+    def generate(
+        self,
+        input_ids: Any,
+        attention_mask: Any = None,
+        *,
+        max_new_tokens: int | None = None,
+        min_new_tokens: int = 0,
+        num_beams: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        length_penalty: float | None = None,
+        early_stopping: bool | str | None = None,
+        on_token: Callable[[np.ndarray], None] | None = None,
+    ) -> np.ndarray:
+        """Generate token ids, laid out as Hugging Face ``generate()`` returns them.
+
+        Seq2seq: ``[decoder start, new tokens...]`` per row; causal LM: the (left-padded) prompt, then
+        the new tokens. Rows that stop early are padded. ``on_token(tokens[batch])`` streams each step.
+        """
+        cfg = self.config(
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, do_sample=do_sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, length_penalty=length_penalty,
+            early_stopping=early_stopping,
+        )
+        ids, mask = self.prepare(input_ids, attention_mask)
+        stepper, prompt = self._stepper(ids, mask, cfg)
+        return generate_tokens(stepper, prompt, cfg, on_token)
+
+    def _stepper(self, ids: np.ndarray, mask: np.ndarray, cfg: GenerationConfig):
+        raise NotImplementedError
+
+
+class _Seq2SeqStepper:
+    def __init__(self, session: "Seq2SeqSession", ids: np.ndarray, mask: np.ndarray) -> None:
+        self.decoder = session.decoder
+        self.present_names = session.present_names
+        self.mask = mask
+        self.cross = session.encoder.run({"input_ids": ids, "attention_mask": mask})
+        shape = (ids.shape[0], session.heads, 0, session.head_dim)
+        self.past = {name: np.zeros(shape, np.float32) for name in session.past_names}
+        self.first = True
+
+    def expand(self, n: int) -> None:
+        self.mask = np.repeat(self.mask, n, axis=0)
+        self.cross = {k: np.repeat(v, n, axis=0) for k, v in self.cross.items()}
+        self.past = {k: np.repeat(v, n, axis=0) for k, v in self.past.items()}
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        feeds = {"decoder_input_ids": np.ascontiguousarray(tokens, np.int64), "encoder_attention_mask": self.mask,
+                 **self.past, **self.cross}
+        out = self.decoder.run(feeds) if self.first else self.decoder._run(feeds)  # inputs were checked once
+        self.first = False
+        self.past = {name.replace("present_", "past_", 1): out[name] for name in self.present_names}
+        self.last_logits = out["logits"]
+        return out["logits"][:, -1, :]
+
+    def reorder(self, index: np.ndarray) -> None:
+        self.past = {k: v[index] for k, v in self.past.items()}
+
+
+class Seq2SeqSession(LMSession):
+    """An encoder-decoder bundle. ``run`` gives teacher-forced logits; ``generate`` decodes."""
+
+    backend = "generation"
+
+    def __init__(self, bundle: Bundle, encoder: Session, decoder: Session) -> None:
+        dec_ids = next((s for s in decoder.inputs if s.name == "decoder_input_ids"), None)
+        if dec_ids is None:
+            raise BundleError(f"{bundle.path}: the decoder graph has no input 'decoder_input_ids'")
+        logits = next(s for s in decoder.outputs if s.name == "logits")
+        super().__init__(bundle, (*encoder.inputs, dec_ids), (logits,))
+        self.encoder, self.decoder = encoder, decoder
+        self.past_names = [s.name for s in decoder.inputs if s.name.startswith("past_")]
+        self.present_names = [s.name for s in decoder.outputs if s.name.startswith("present_")]
+        self.heads = int(self.model_info["heads"])
+        self.head_dim = int(self.model_info["head_dim"])
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stepper = _Seq2SeqStepper(self, feeds["input_ids"], feeds["attention_mask"])
+        stepper.step(feeds["decoder_input_ids"])
+        return {"logits": stepper.last_logits}
+
+    def _stepper(self, ids, mask, cfg):
+        start = int(self.generation["decoder_start_token_id"])
+        return _Seq2SeqStepper(self, ids, mask), np.full((ids.shape[0], 1), start, np.int64)
+
+
+def open_bundle(bundle: Bundle, **options: Any) -> Seq2SeqSession:
+    """Open a "seq2seq" bundle's encoder and decoder graphs (``options`` go to the backend, e.g. ``threads``)."""
+    from . import load_graph
+
+    for name in ("encoder", "decoder"):
+        bundle.manifest.graph(name)
+    _check_graphs_agree(bundle, "encoder", "decoder")
+    return Seq2SeqSession(bundle, load_graph(bundle, "encoder", **options), load_graph(bundle, "decoder", **options))
