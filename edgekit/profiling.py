@@ -18,7 +18,7 @@ import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import torch
 
@@ -29,7 +29,13 @@ from edgekit.runtimes.spec import TensorSpec
 from edgekit.targets.lut import BlockTable
 from edgekit.targets.measure import LatencyStats, measure_latency
 
-__all__ = ["ModuleTiming", "time_module", "build_block_table", "time_subnets", "sample_configs", "default_tables_dir"]
+if TYPE_CHECKING:
+    from edgekit.targets.calibrated import Calibration
+
+__all__ = [
+    "ModuleTiming", "time_module", "build_block_table", "time_subnets", "sample_configs",
+    "CalibrationRun", "calibrate_target",
+]
 
 Progress = Callable[[str], None]
 
@@ -39,13 +45,6 @@ class ModuleTiming:
     stats: LatencyStats
     ops: tuple[NodeCost, ...]
     macs: int
-
-
-def default_tables_dir() -> Path:
-    """Where fitted block tables and calibrations live: beside the latency store (EDGEKIT_CACHE_DIR)."""
-    from edgekit.targets.store import default_store_path
-
-    return default_store_path().parent
 
 
 def time_module(
@@ -110,3 +109,67 @@ def sample_configs(space, n: int, seed: int, resolutions: Sequence[int]) -> list
 
     rng = random.Random(seed)
     return [sample(space, rng).replace(r=rng.choice(list(resolutions))) for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """A fitted calibration, its leave-one-out error, and what was measured for it."""
+
+    calibration: "Calibration"
+    loo_median_abs_pct_error: float
+    measured: tuple[tuple[str, float], ...]
+
+
+def calibrate_target(
+    target, *, unit: str | None = None, precision: str = "fp32", threads: int = 1, warmup: int = 10, runs: int = 40,
+    agent=None, store=None, progress: Progress | None = None,
+) -> "CalibrationRun":
+    """Measure the calibration zoo on ``target`` (here, or on the device through ``agent``) and fit the
+    per-op model. Each measurement also goes to ``store`` (a LatencyStore) keyed by the file's sha256."""
+    import numpy as np
+
+    from edgekit.calibration_zoo import calibration_zoo
+    from edgekit.exporters.quantize import Int8Candidate, convert_fp16, quantize_int8
+    from edgekit.runtimes.errors import UsageError
+    from edgekit.targets.calibrated import fit_calibration
+    from edgekit.targets.profile import profile_model
+
+    say = progress or (lambda message: None)
+    # Measurements run ONNX files through onnxruntime (here or in the device's agent).
+    unit = unit or next((u.name for u in target.units if "onnx" in u.formats), None)
+    if unit is None:
+        raise UsageError(f"target {target.name} has no unit that runs ONNX, which calibration measures with onnxruntime")
+    if "onnx" not in target.unit(unit).formats:
+        raise UsageError(f"unit {unit} of {target.name} does not run ONNX; calibration measures ONNX through onnxruntime")
+    if target.name != "host" and agent is None:
+        raise UsageError(f"calibrating {target.name} needs measurements on the device: pass --agent URL --token T")
+    zoo = calibration_zoo()
+    ops_list, measured = [], []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="edgekit-calibrate-") as tmp:
+        for index, model in enumerate(zoo):
+            say(f"measuring {index + 1}/{len(zoo)}: {model.name}")
+            path = Path(tmp) / f"{model.name}.onnx"
+            spec = (TensorSpec("input", model.input_shape, "float32"),)
+            export_onnx(model.module, spec, (torch.randn(*model.input_shape),), path)
+            ops_list.append(graph_stats(path).nodes)
+            if precision == "int8":
+                calib = [{"input": rng.standard_normal(model.input_shape).astype(np.float32)} for _ in range(8)]
+                path = quantize_int8(path, Path(tmp) / f"{model.name}.int8.onnx", calib, spec,
+                                     candidates=(Int8Candidate("uint8", True),), bench_runs=3).path
+            elif precision == "fp16":
+                path = convert_fp16(path, Path(tmp) / f"{model.name}.fp16.onnx")
+            if agent is None:
+                result = profile_model(path, threads=threads, warmup=warmup, runs=runs)
+            else:
+                result = agent.profile(path, threads, warmup, runs)
+            measured.append(result.stats.p50_ms)
+            if store is not None:
+                store.record(result.to_record(target.name, precision, {"model": f"calibration zoo: {model.name}"}))
+    calibration = fit_calibration(ops_list, measured, target, unit, precision, threads)
+    errors = []
+    for i in range(len(zoo)):  # leave-one-out: how it predicts a model it was not fitted on
+        rest = [j for j in range(len(zoo)) if j != i]
+        held = fit_calibration([ops_list[j] for j in rest], [measured[j] for j in rest], target, unit, precision, threads)
+        errors.append(abs(held.predict(ops_list[i]).ms / measured[i] - 1) * 100)
+    return CalibrationRun(calibration, float(np.median(errors)), tuple((m.name, ms) for m, ms in zip(zoo, measured)))

@@ -61,6 +61,18 @@ class ProfileResult:
     runtime_version: str
     threads: int
 
+    def to_record(self, target: str, precision: str, meta: Mapping[str, Any] | None = None):
+        """This measurement as a latency-store record of kind "model", keyed by the model's sha256."""
+        from .store import LatencyRecord, now_iso
+
+        stats = self.stats
+        full_meta = {"p99_ms": stats.p99_ms, "mean_ms": stats.mean_ms, "min_ms": stats.min_ms, "warmup": stats.warmup,
+                     **(dict(meta) if meta else {})}
+        if self.per_node:
+            full_meta["per_node"] = [[n.name, n.op_type, n.ms] for n in self.per_node]
+        return LatencyRecord(target, self.runtime, self.runtime_version, precision, self.threads, "model",
+                             self.model_sha256, stats.p50_ms, stats.p90_ms, stats.runs, now_iso(), full_meta)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "stats": self.stats.to_json(),

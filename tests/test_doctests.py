@@ -30,6 +30,8 @@ MODULES = [
     "edgekit.targets.calibrated",
     "edgekit.targets.lut",
     "edgekit.models.ofa.blocks",
+    "edgekit.exporters.memory",
+    "edgekit.targets.predictor",
 ]
 
 

@@ -46,3 +46,23 @@ def test_space_blocks_are_distinct_and_cover_every_subnet():
     for _ in range(20):
         config = sample(space, rng).replace(r=space.resolutions[0])
         assert {b.key for b in subnet_blocks(config, space)} <= table_keys
+
+
+def test_analytic_block_ops_match_the_exported_graph(tmp_path):
+    from edgekit.exporters.graph_stats import graph_stats
+    from edgekit.exporters.onnx import export_onnx
+    from edgekit.models.ofa.blocks import block_ops
+    from edgekit.runtimes.spec import TensorSpec
+
+    space = get_space("ofa-mbv3-w1.0")
+    config = sample(space, random.Random(3)).replace(r=128)
+    for spec in subnet_blocks(config, space)[:6] + subnet_blocks(config, space)[-4:]:
+        module, shape = build_block(spec, space)
+        export_onnx(module, (TensorSpec("input", shape),), (torch.randn(*shape),), tmp_path / "b.onnx")
+        nodes = graph_stats(tmp_path / "b.onnx").nodes
+        ops = block_ops(spec)
+        assert sum(n.macs for n in nodes) == sum(o.macs for o in ops), spec.key
+        graph_act = sum(n.activation_elems for n in nodes)
+        assert abs(sum(o.activation_elems for o in ops) - graph_act) <= 0.05 * graph_act, spec.key
+        graph_weights = sum(n.weight_elems for n in nodes)
+        assert abs(sum(o.weight_elems for o in ops) - graph_weights) <= 0.01 * graph_weights + 16, spec.key

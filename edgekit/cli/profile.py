@@ -32,7 +32,7 @@ def profile_command(
     from edgekit.runtimes.bundle import read_bundle
     from edgekit.runtimes.errors import UsageError
     from edgekit.targets import load_target
-    from edgekit.targets.store import LatencyRecord, LatencyStore, now_iso
+    from edgekit.targets.store import LatencyStore
 
     target_name = load_target(target).name
     if agent is None and target_name != "host":
@@ -63,12 +63,7 @@ def profile_command(
             result = AgentClient(agent, token, timeout).profile(file, threads, warmup, runs, per_node)
             source = f"measured on {target_name} via agent {agent}"
 
-    meta = {"p99_ms": result.stats.p99_ms, "mean_ms": result.stats.mean_ms, "min_ms": result.stats.min_ms,
-            "warmup": result.stats.warmup, "model": str(model), "source": source}
-    if result.per_node:
-        meta["per_node"] = [[n.name, n.op_type, n.ms] for n in result.per_node]
-    record = LatencyRecord(target_name, result.runtime, result.runtime_version, precision, result.threads, "model",
-                           result.model_sha256, result.stats.p50_ms, result.stats.p90_ms, result.stats.runs, now_iso(), meta)
+    record = result.to_record(target_name, precision, {"model": str(model), "source": source})
     with LatencyStore(store_path) as store:
         store.record(record)
         stored_in = store.path

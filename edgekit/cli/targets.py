@@ -34,19 +34,51 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
          lambda: out.print(table("targets", ["name", "aliases", "units", "formats", "memory", ""], rows)))
 
 
+def model_estimates(target, model: Path, threads: Optional[int], store_path: Optional[Path]) -> dict:
+    """Latency per unit and precision (measured > calibrated > modeled) and memory of one model."""
+    from edgekit.exporters.graph_stats import graph_stats
+    from edgekit.exporters.memory import estimate_memory
+    from edgekit.runtimes.bundle import sha256_file
+    from edgekit.targets.predictor import predict_model
+    from edgekit.targets.profile import model_file
+    from edgekit.targets.store import LatencyStore
+
+    path = model_file(model)
+    nodes = graph_stats(path).nodes
+    sha = sha256_file(path)
+    rows = []
+    with LatencyStore(store_path) as store:
+        for unit in target.units:
+            for precision in unit.precisions:
+                record = None
+                if threads is not None and "onnx" in unit.formats:  # what edgekit profile measures
+                    record = store.lookup(target.name, sha, runtime="onnxruntime", precision=precision, threads=threads)
+                prediction = predict_model(nodes, target, unit.name, precision, threads,
+                                           measured_ms=record.p50_ms if record else None)
+                rows.append(prediction.to_json())
+    memory = estimate_memory(path)
+    fits = {p: (memory.megabytes(p) <= target.memory_gb * 1000 if target.memory_gb else None) for p in ("fp32", "fp16", "int8")}
+    return {"model": str(model), "threads": threads, "latency": rows, "memory": {**memory.to_json(), "fits": fits}}
+
+
 @app.command("show")
 def show_command(
     name: Optional[str] = typer.Argument(None, help="Target name or alias."),
     target_file: Optional[Path] = typer.Option(None, "--target-file", help="A target profile TOML instead of a name."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Bundle or .onnx: predict its latency per unit and precision."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the prediction (default: all cores)."),
+    store_path: Optional[Path] = typer.Option(None, "--store", help="Latency store with measurements (default: user cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show one target: its compute units, peak throughput, memory and constraints."""
+    """Show one target: its compute units, peak throughput, memory and constraints; with --model, the
+    model's predicted latency on each unit and precision, and whether it fits in memory."""
     from edgekit.pipeline import resolve_target
     from edgekit.runtimes.errors import UsageError
 
     if name is None and target_file is None:
         raise UsageError("give a target name (edgekit targets list) or --target-file")
     target = resolve_target(name, target_file)
+    estimates = model_estimates(target, model, threads, store_path) if model is not None else None
 
     def render() -> None:
         bandwidth = f"{target.memory_bandwidth_gbps:g} GB/s" if target.memory_bandwidth_gbps else "not published"
@@ -62,5 +94,17 @@ def show_command(
             rows.append([unit.name, unit.kind, unit.runtime, ", ".join(unit.formats), ", ".join(unit.precisions),
                          _peak(unit), ", ".join(limits) or "-"])
         out.print(table("units", ["unit", "kind", "runtime", "formats", "precisions", "peak (dense)", "constraints"], rows))
+        if estimates is not None:
+            lat_rows = [[r["unit"], r["precision"], "unknown" if r["ms"] is None else f"{r['ms']:.3f}", r["source"],
+                         "; ".join(r["notes"])] for r in estimates["latency"]]
+            out.print(table(f"{model} on {target.name} (batch 1)", ["unit", "precision", "ms", "source", "notes"], lat_rows))
+            mem = estimates["memory"]
+            fit_text = ", ".join(f"{p} {mb:.1f} MB" + ("" if mem["fits"][p] in (None, True) else " (does not fit)")
+                                 for p, mb in mem["megabytes"].items())
+            out.print(f"memory (weights + peak activations): {fit_text}; device memory "
+                      + (f"{target.memory_gb:g} GB" if target.memory_gb else "not published"))
 
-    emit(target.to_dict(), as_json, render)
+    data = target.to_dict()
+    if estimates is not None:
+        data["model_estimates"] = estimates
+    emit(data, as_json, render)

@@ -15,16 +15,18 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from torch import nn
+
+from edgekit.targets.latency import OpCost
 
 from .config import SubnetConfig
 from .layers import ConvBNAct, MBConv
 from .space import OFASpace
 
-__all__ = ["BlockSpec", "subnet_blocks", "space_blocks", "build_block"]
+__all__ = ["BlockSpec", "subnet_blocks", "space_blocks", "build_block", "block_ops"]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -139,5 +141,49 @@ def build_block(spec: BlockSpec, space: OFASpace) -> tuple[nn.Module, tuple[int,
     return module.eval(), (1, spec.in_ch, spec.in_hw, spec.in_hw)
 
 
-def iter_keys(blocks: Iterable[BlockSpec]) -> Iterator[str]:
-    return (b.key for b in blocks)
+def _conv_op(cin: int, cout: int, k: int, in_hw: int, out_hw: int, groups: int = 1) -> OpCost:
+    weights = cout * (cin // groups) * k * k
+    kind = "depthwise_conv" if groups > 1 and groups == cin else "conv"
+    return OpCost(kind, weights * out_hw * out_hw, weights + cout, cin * in_hw * in_hw + cout * out_hw * out_hw)
+    # (+ cout: the bias that folding BatchNorm creates)
+
+
+def _pointwise(elements: int, operands: int = 1, kind: str = "elementwise") -> OpCost:
+    """An element-wise op reading ``operands`` tensors of ``elements`` and writing one."""
+    return OpCost(kind, 0, 0, elements * (operands + 1))
+
+
+def _conv_act(cin: int, cout: int, k: int, in_hw: int, out_hw: int, act: str | None, groups: int = 1) -> list[OpCost]:
+    ops = [_conv_op(cin, cout, k, in_hw, out_hw, groups)]
+    if act is not None:  # Relu and HardSwish stay separate nodes in the exported graph
+        ops.append(_pointwise(cout * out_hw * out_hw))
+    return ops
+
+
+def block_ops(spec: BlockSpec) -> list[OpCost]:
+    """The ops of the block's exported ONNX graph (BatchNorm folded into the convs), computed from its
+    shape alone, for the roofline and calibrated models. MACs and weights equal the exported graph's;
+    activation traffic matches it within a few percent (tests/test_ofa_blocks.py)."""
+    ops: list[OpCost] = []
+    if spec.kind in ("Conv", "Conv_1", "Conv_2"):
+        ops += _conv_act(spec.in_ch, spec.out_ch, spec.kernel or 1, spec.in_hw, spec.out_hw, spec.act)
+    elif spec.kind == "AvgPool2D":
+        ops.append(OpCost("reduce", 0, 0, spec.in_ch * spec.in_hw ** 2 + spec.in_ch))
+    elif spec.kind == "Logits":
+        ops += [OpCost("data_movement", 0, 0, 2 * spec.in_ch),
+                OpCost("matmul", spec.in_ch * spec.out_ch, spec.in_ch * spec.out_ch + spec.out_ch, spec.in_ch + spec.out_ch)]
+    else:
+        assert spec.kind == "expanded_conv", spec.kind
+        if spec.expand:
+            ops += _conv_act(spec.in_ch, spec.mid, 1, spec.in_hw, spec.in_hw, spec.act)
+        ops += _conv_act(spec.mid, spec.mid, spec.kernel, spec.in_hw, spec.out_hw, spec.act, groups=spec.mid)
+        mid_elems = spec.mid * spec.out_hw ** 2
+        if spec.se_hidden:
+            ops.append(OpCost("reduce", 0, 0, mid_elems + spec.mid))
+            ops += _conv_act(spec.mid, spec.se_hidden, 1, 1, 1, "relu")
+            ops += _conv_act(spec.se_hidden, spec.mid, 1, 1, 1, "hard_sigmoid")
+            ops.append(OpCost("elementwise", 0, 0, 2 * mid_elems + spec.mid))
+        ops += _conv_act(spec.mid, spec.out_ch, 1, spec.out_hw, spec.out_hw, None)
+        if spec.stride == 1 and spec.in_ch == spec.out_ch:
+            ops.append(_pointwise(spec.out_ch * spec.out_hw ** 2, operands=2))
+    return ops
