@@ -18,7 +18,7 @@ import typer
 
 from edgekit.runtimes.errors import EdgekitError, UsageError
 
-from . import agent, bench, calibrate, export, generate, inspect, profile, run, store, targets
+from . import agent, bench, calibrate, export, generate, inspect, lut, profile, run, store, targets
 
 __all__ = ["app", "main"]
 
@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (export, run, inspect, bench, profile, calibrate, agent, store, generate):
+for module in (export, run, inspect, bench, profile, calibrate, lut, agent, store, generate):
     module.register(app)
 app.add_typer(targets.app, name="targets")
 
