@@ -254,6 +254,7 @@ def hf_parts(directory: Path) -> tuple[Seq2SeqParts, dict[str, Any]]:
     config = read_hf_config(directory)
     family = SUPPORTED_ARCHITECTURES[config["architectures"][0]]
     transformers = require("transformers", "slm")
+    transformers.utils.logging.disable_progress_bar()
     cls = transformers.T5ForConditionalGeneration if family == "t5" else transformers.BartForConditionalGeneration
     try:
         model = cls.from_pretrained(str(directory), local_files_only=True).eval()
