@@ -1,0 +1,1 @@
+"""Latency-constrained selection: subnet x precision x format for a target under a budget."""

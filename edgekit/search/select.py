@@ -1,0 +1,130 @@
+"""Choose subnet x precision x format for a target under a latency (and memory) budget.
+
+Deployment options are every (unit, precision) the target's profile allows, each with the unit's
+format; ``writable_only`` keeps the formats edgekit can write today (for ``export --budget-ms``).
+Latency comes from :class:`SubnetLatency` (measured block table > calibrated > modeled, per option),
+accuracy from the supernet's :class:`AccuracyPredictor` minus the measured precision effect.
+
+Example:
+    >>> import random
+    >>> from edgekit.models.ofa import get_space, sample
+    >>> from edgekit.search.accuracy import AccuracyPredictor
+    >>> from edgekit.targets import load_target
+    >>> space = get_space("ofa-mbv3-tiny")
+    >>> rng = random.Random(0)
+    >>> configs = [sample(space, rng) for _ in range(40)]
+    >>> predictor, _ = AccuracyPredictor.fit(space, configs, [0.4 + 0.02 * sum(c.d) for c in configs], epochs=50)
+    >>> predictor.precision_drop = {"fp32": 0.0, "fp16": 0.0, "int8": 0.01}
+    >>> selection = select(space, load_target("jetson"), 1.0, predictor, seed=0, population=16, generations=3)
+    >>> best = selection.result.best
+    >>> best.latency_ms <= 1.0, best.option.precision != "int8"   # int8 costs accuracy here, for no gain
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.exporters.formats import FORMATS
+from edgekit.models.ofa.blocks import subnet_blocks
+from edgekit.models.ofa.cost import count_params
+from edgekit.runtimes.errors import EdgekitError, TargetError, UsageError
+
+from .accuracy import AccuracyPredictor
+from .evolution import Budget, SearchResult, evolve
+from .latency import SubnetLatency
+
+__all__ = ["Option", "Selection", "deployment_options", "memory_mb", "select"]
+
+_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Option:
+    unit: str
+    precision: str
+    format: str
+
+    def __str__(self) -> str:
+        return f"{self.unit}/{self.precision}/{self.format}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    result: SearchResult
+    sources: dict  # Option -> latency source ("calibrated" / "modeled")
+    skipped: tuple[str, ...]  # options that could not be predicted, with the reason
+    threads: int | None
+    budget: Budget
+
+
+def memory_mb(config, space, precision: str) -> float:
+    """Weights plus the largest block's input + output activations, at ``precision``, in MB."""
+    peak = max(b.in_ch * b.in_hw ** 2 + b.out_ch * b.out_hw ** 2 + b.mid * b.out_hw ** 2 for b in subnet_blocks(config, space))
+    return (count_params(config, space) + peak) * _BYTES[precision] / 1e6
+
+
+def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False) -> list[Option]:
+    """Every (unit, precision, format) to consider, checked against the target's profile."""
+    units = [target.unit(unit)] if unit else list(target.units)
+    if precision not in ("auto", "fp32", "fp16", "int8"):
+        raise UsageError(f"--precision {precision!r} is not one of auto, fp32, fp16, int8")
+    options = []
+    for u in units:
+        formats = [f for f in u.formats if not writable_only or (f in FORMATS and FORMATS[f].available)]
+        if not formats:
+            continue
+        precisions = u.precisions if precision == "auto" else ((precision,) if precision in u.precisions else ())
+        if unit and precision != "auto" and not precisions:
+            raise UsageError(f"unit {u.name} of {target.name} does not run {precision}; it runs {', '.join(u.precisions)}")
+        options += [Option(u.name, p, formats[0]) for p in precisions]
+    if not options:
+        what = "formats edgekit can write" if writable_only else "options"
+        raise UsageError(f"target {target.name} has no {what} for unit {unit or 'any'} at precision {precision}")
+    return options
+
+
+def select(
+    space, target, budget_ms: float, accuracy: AccuracyPredictor, *, memory_limit_mb: float | None = None,
+    unit: str | None = None, precision: str = "auto", seed: int = 0, threads: int | None = None,
+    writable_only: bool = False, population: int = 100, generations: int = 30, time_limit_s: float | None = 5.0,
+    tables: dict | None = None, directory: Path | None = None,
+) -> Selection:
+    """Evolutionary search for the most accurate candidate under the budget on ``target``."""
+    budget = Budget(budget_ms, memory_limit_mb if memory_limit_mb is not None else
+                    (target.memory_gb * 1000 if target.memory_gb else None))
+    options, models, skipped = [], {}, []
+    for option in deployment_options(target, unit, precision, writable_only):
+        if option.precision not in accuracy.precision_drop:
+            skipped.append(f"{option}: accuracy effect of {option.precision} not measured")
+            continue
+        try:
+            table = (tables or {}).get(option.precision)
+            model = SubnetLatency(space, target, option.unit, option.precision, threads, table=table, directory=directory)
+            model.predict(space_smallest(space))
+        except TargetError as exc:
+            skipped.append(f"{option}: {exc}")
+            continue
+        options.append(option)
+        models[option] = model
+    if not options:
+        raise EdgekitError(f"no option of {target.name} can be predicted: " + "; ".join(skipped))
+    if budget.memory_mb is not None:
+        smallest_mb = min(memory_mb(space_smallest(space), space, o.precision) for o in options)
+        if smallest_mb > budget.memory_mb:
+            raise UsageError(f"--memory-mb {budget.memory_mb:g} is below the smallest model ({smallest_mb:.1f} MB)")
+
+    def evaluate(configs, option):
+        return [models[option].predict(c) for c in configs], accuracy.predict(configs, space, option.precision)
+
+    result = evolve(space, options, evaluate, budget, random.Random(seed), population=population, generations=generations,
+                    memory=lambda config, option: memory_mb(config, space, option.precision), time_limit_s=time_limit_s)
+    return Selection(result, {o: models[o].source for o in options}, tuple(skipped), threads, budget)
+
+
+def space_smallest(space):
+    from edgekit.models.ofa import smallest
+
+    return smallest(space)
