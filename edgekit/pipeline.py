@@ -66,7 +66,6 @@ class ExportRequest:
     atol: float = 1e-4
     measure_runs: int = 50  # host latency measurement after export; 0 skips it
     threads: int = 1
-    calib_data: Path | None = None  # .npy of samples (N, ...) for a one-input model
     calib_samples: int = 64
     max_accuracy_drop: float = 0.05  # int8/fp16 refused above this drop of labelled accuracy
     max_rel_error: float = 0.25  # ... or, without labels, above this mean relative output error
@@ -143,15 +142,16 @@ def _measure_on_host(path: Path, source: ModelSource, runs: int, threads: int) -
 
 
 def _calibration_samples(request: ExportRequest, source: ModelSource, n: int, seed: int) -> tuple[list[dict], str]:
-    """Calibration feeds: ``--calib-data`` file, else the family's data, else random normal inputs."""
+    """Calibration feeds: the family's data (which honours ``--calib-data``), else the ``--calib-data``
+    file, else random normal inputs (labelled as such in the manifest)."""
     import numpy as np
 
     from edgekit.exporters.onnx import random_feeds
 
-    if request.calib_data is not None:
-        return _load_calib_file(Path(request.calib_data), source, n), f"--calib-data {request.calib_data}"
     if source.calibration is not None:
         return source.calibration(n), f"{source.name} family data"
+    if request.model.calib_data is not None:
+        return _load_calib_file(Path(request.model.calib_data), source, n), f"--calib-data {request.model.calib_data}"
     rng = np.random.default_rng(seed)
     return [random_feeds(source.inputs, {}, rng) for _ in range(n)], "random normal inputs (no real data given)"
 

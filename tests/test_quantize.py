@@ -72,9 +72,10 @@ def test_labelled_accuracy_drop_is_refused():
 def test_calibration_file(tmp_path):
     good = np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "calib.npy", good)
-    manifest = export_bundle(ExportRequest(out=tmp_path / "b", model=TINY, precision="int8", measure_runs=0,
-                                           calib_data=tmp_path / "calib.npy")).manifest
+    with_file = ModelRequest(TINY.ref, calib_data=tmp_path / "calib.npy")
+    manifest = export_bundle(ExportRequest(out=tmp_path / "b", model=with_file, precision="int8", measure_runs=0)).manifest
     assert manifest.validation["precision"]["calibration"].startswith("12 samples of --calib-data")
     np.save(tmp_path / "wrong.npy", good[:, :2])
     with pytest.raises(UsageError, match=r"expected samples shaped \(N, 3, 16, 16\) for input 'input', got \(12, 2, 16, 16\)"):
-        export_bundle(ExportRequest(out=tmp_path / "c", model=TINY, precision="int8", calib_data=tmp_path / "wrong.npy"))
+        export_bundle(ExportRequest(out=tmp_path / "c", model=ModelRequest(TINY.ref, calib_data=tmp_path / "wrong.npy"),
+                                    precision="int8"))

@@ -17,6 +17,10 @@ def export_command(
     target_file: Optional[Path] = typer.Option(None, "--target-file", help="Your own target profile (TOML)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in name, package.module:factory, or a .pt2 file."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Example input shape, e.g. 1,3,224,224."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ofa-mbv3: supernet weights (once-for-all or edgekit)."),
+    subnet: Optional[str] = typer.Option(None, "--subnet", help='ofa-mbv3: subnet as JSON {"ks", "e", "d", "r"}.'),
+    subnet_file: Optional[Path] = typer.Option(None, "--subnet-file", help="ofa-mbv3: subnet config JSON file."),
+    space: Optional[str] = typer.Option(None, "--space", help="ofa-mbv3: search space (default: from the checkpoint)."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | tflite | tensorrt (default: best for the target)."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 | fp16 | int8."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (the dynamo exporter needs >= 18)."),
@@ -35,7 +39,8 @@ def export_command(
 
     request = ExportRequest(
         out=out_dir,
-        model=ModelRequest(model, parse_shape(input_shape) if input_shape else None),
+        model=ModelRequest(model, parse_shape(input_shape) if input_shape else None, checkpoint=checkpoint,
+                           subnet=_one_subnet(subnet, subnet_file), space=space, calib_data=calib_data),
         target=target,
         target_file=target_file,
         format=fmt,
@@ -44,7 +49,6 @@ def export_command(
         dynamo=dynamo,
         atol=atol,
         measure_runs=bench_runs,
-        calib_data=calib_data,
         calib_samples=calib_samples,
         max_accuracy_drop=max_accuracy_drop,
     )
@@ -76,6 +80,14 @@ def export_command(
             out.print(f"latency on {manifest.target}: not measured")
 
     emit({"bundle": str(result.path), "manifest": manifest.to_json()}, as_json, render)
+
+
+def _one_subnet(subnet: Optional[str], subnet_file: Optional[Path]) -> Optional[str]:
+    from edgekit.runtimes.errors import UsageError
+
+    if subnet is not None and subnet_file is not None:
+        raise UsageError("pass --subnet or --subnet-file, not both")
+    return subnet if subnet is not None else (str(subnet_file) if subnet_file is not None else None)
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,10 @@ class ModelRequest:
 
     ref: str | None = None
     input_shape: tuple[int, ...] | None = None
+    checkpoint: Path | None = None  # weights file for families that take one (ofa-mbv3)
+    subnet: str | None = None  # a subnet config: JSON text or a .json file (ofa-mbv3)
+    space: str | None = None  # search space name (ofa-mbv3; detected from the checkpoint otherwise)
+    calib_data: Path | None = None  # .npy samples (N, ...): BN recalibration and int8 calibration
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,16 @@ def _mobilenet_v3_small(request: ModelRequest) -> ModelSource:
     return _image_source(mobilenet_v3_small(num_classes=10), shape, "mobilenet-v3-small", provenance)
 
 
-# Built-in model name -> factory. Families register here; the first entry is the default.
+def _ofa_mbv3(request: ModelRequest) -> ModelSource:
+    from .ofa_family import ofa_source
+
+    return ofa_source(request)
+
+
+# Built-in model name -> factory. Families register here.
 BUILTINS: dict[str, Callable[[ModelRequest], ModelSource]] = {
     "mobilenet-v3-small": _mobilenet_v3_small,
+    "ofa-mbv3": _ofa_mbv3,
 }
 DEFAULT_MODEL = "mobilenet-v3-small"
 

@@ -1,0 +1,135 @@
+"""``--model ofa-mbv3``: a once-for-all subnet as an exportable model.
+
+The supernet comes from ``--checkpoint`` (a once-for-all release file or an edgekit checkpoint; its
+space is detected from the file unless ``--space`` names it) or the shipped trained supernet. The
+subnet comes from ``--subnet`` (JSON text or a .json file in once-for-all's ``{"ks", "e", "d", "r"}``
+form); the default is the largest subnet. BatchNorm statistics are recalibrated on calibration
+images (the once-for-all recipe) whenever the family has data (the shipped shapes space) or
+``--calib-data`` gives images.
+
+Example (with the shipped supernet)::
+
+    source = ofa_source(ModelRequest("ofa-mbv3", subnet='{"ks": [3, ...], "e": [...], "d": [...], "r": 48}'))
+    source.extra["macs"], source.extra["bn_recalibration"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.runtimes.errors import UsageError
+
+from .registry import ModelRequest, ModelSource
+
+__all__ = ["ofa_source", "SHIPPED_SPACE", "BN_CALIBRATION_IMAGES"]
+
+SHIPPED_SPACE = "ofa-mbv3-shapes"
+BN_CALIBRATION_IMAGES = 512
+_DETECT_ORDER = ("ofa-mbv3-shapes", "ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "ofa-mbv3-tiny")
+
+
+def _supernet(request: ModelRequest):
+    from edgekit.models.ofa import CheckpointError, build_supernet
+
+    if request.space:
+        return build_supernet(request.space, request.checkpoint or "default")
+    if request.checkpoint is None:
+        return build_supernet(SHIPPED_SPACE, "default")
+    errors = []
+    for name in _DETECT_ORDER:  # the space whose tensors the file fits
+        try:
+            return build_supernet(name, request.checkpoint)
+        except CheckpointError as exc:
+            errors.append(f"{name}: {exc}")
+    raise CheckpointError(f"{request.checkpoint}: fits no known space ({errors[0]}); pass --space to see its mismatches")
+
+
+def _subnet_config(request: ModelRequest, space):
+    from edgekit.models.ofa import SubnetConfig, largest
+
+    if request.subnet is None:
+        return largest(space)
+    text = request.subnet.strip()
+    if text.startswith("{"):
+        return SubnetConfig.from_json(text, space)
+    return SubnetConfig.from_file(Path(text), space)
+
+
+def _calibration_images(request: ModelRequest, space, resolution: int, n: int) -> tuple[np.ndarray | None, str]:
+    if request.calib_data is not None:
+        path = Path(request.calib_data)
+        try:
+            images = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--calib-data {path}: not a readable .npy file ({exc})") from exc
+        expected = (space.in_channels, resolution, resolution)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise UsageError(f"--calib-data {path}: expected images shaped (N, {', '.join(map(str, expected))}), "
+                             f"got {tuple(images.shape)}")
+        return images[:n].astype(np.float32), f"--calib-data {path.name}"
+    if space.name in ("ofa-mbv3-shapes", "ofa-mbv3-tiny"):
+        from edgekit.models.ofa import calibration_images
+
+        return calibration_images(n, resolution), "procedural shapes (calibration seed)"
+    return None, ""
+
+
+def ofa_source(request: ModelRequest) -> ModelSource:
+    """Materialize the requested subnet, recalibrate its BatchNorm, and describe it for export."""
+    from edgekit.models.ofa import count_macs, count_params, materialize, recalibrate_bn
+    from edgekit.runtimes.bundle import sha256_file
+
+    supernet = _supernet(request)
+    space = supernet.space
+    config = _subnet_config(request, space)
+    if request.input_shape is not None and tuple(request.input_shape[1:]) != (space.in_channels, config.r, config.r):
+        raise UsageError(f"--input-shape {request.input_shape} disagrees with the subnet's resolution {config.r}")
+    module = materialize(supernet, config)
+    images, data_name = _calibration_images(request, space, config.r, BN_CALIBRATION_IMAGES)
+    if images is not None:
+        import torch
+
+        recalibrate_bn(module, torch.from_numpy(images))
+    spec = space.input_spec(config.r)
+    checkpoint = request.checkpoint or _shipped(space.name)
+    extra: dict[str, Any] = {
+        "subnet": config.to_dict(), "space": space.name, "macs": count_macs(config, space),
+        "params": count_params(config, space),
+        "checkpoint": str(checkpoint) if checkpoint else "random init",
+        "checkpoint_sha256": sha256_file(Path(checkpoint)) if checkpoint else None,
+        "bn_recalibration": f"{len(images)} images of {data_name}" if images is not None else "none (no calibration data)",
+    }
+    has_data = space.name in ("ofa-mbv3-shapes", "ofa-mbv3-tiny")
+    example = __import__("torch").from_numpy(images[:1]) if images is not None else None
+    if example is None:
+        import torch
+
+        example = torch.randn(1, space.in_channels, config.r, config.r, generator=torch.Generator().manual_seed(0))
+    return ModelSource(
+        module=module.eval(), inputs=(spec,), example_inputs=(example,), name=f"ofa-mbv3 ({space.name})",
+        output_names=(space.output_spec().name,), task="classification",
+        provenance={"model": "ofa-mbv3", "space": space.name}, extra=extra,
+        calibration=(lambda n: [{spec.name: img[None]} for img in _calibration_images(request, space, config.r, n)[0]])
+        if images is not None else None,
+        evaluation=(lambda: _held_out(space, config.r)) if has_data else None,
+    )
+
+
+def _shipped(space_name: str):
+    from edgekit.models.ofa import default_checkpoint
+
+    path = default_checkpoint(space_name)
+    return path if path is not None and path.is_file() else None
+
+
+def _held_out(space, resolution: int, n: int = 512):
+    """Labelled held-out images (the held-out seed, disjoint from training and calibration)."""
+    from edgekit.models.ofa import make_shapes, resize
+    from edgekit.models.ofa.data import HELDOUT_SEED
+
+    images, labels = make_shapes(n, seed=HELDOUT_SEED, size=64)
+    images = resize(images, resolution).numpy().astype(np.float32)
+    return [{space.input_spec(resolution).name: images[i : i + 64]} for i in range(0, n, 64)], labels.numpy()
