@@ -26,8 +26,8 @@ def test_wheel_contains_all_folders(tmp_path):
         assert expected <= names, sorted(expected - names)
     tomls = {f"edgekit/targets/{name}" for name in _sources("targets", "*.toml")}
     assert len(tomls) >= 10 and tomls <= names, sorted(tomls - names)
-    for sub in [p for p in (ROOT / "edgekit").rglob("__init__.py")]:
-        module = sub.relative_to(ROOT).as_posix()
+    for source in (ROOT / "edgekit").rglob("*.py"):
+        module = source.relative_to(ROOT).as_posix()
         assert module in names, f"{module} missing: list its package in pyproject.toml"
     weights = {f"edgekit/models/weights/{p.name}" for p in (ROOT / "edgekit/models/weights").glob("*")} if (ROOT / "edgekit/models/weights").is_dir() else set()
     assert weights <= names, sorted(weights - names)
