@@ -25,7 +25,7 @@ from .calibrated import Calibration
 from .latency import CostLike, Prediction, predict_ms
 from .target import Target
 
-__all__ = ["calibration_file", "load_calibration", "predict_model", "tables_dir"]
+__all__ = ["calibration_file", "table_file", "load_calibration", "predict_model", "tables_dir"]
 
 
 def tables_dir() -> Path:
@@ -37,6 +37,11 @@ def tables_dir() -> Path:
 
 def calibration_file(directory: Path, target: str, unit: str, precision: str, threads: int | None) -> Path:
     return Path(directory) / "calibrations" / f"{target}-{unit}-{precision}-t{threads or 'all'}.json"
+
+
+def table_file(directory: Path, space: str, target: str, precision: str, threads: int | None) -> Path:
+    """Where the block table of ``space`` on ``target`` lives (``edgekit lut build|import``)."""
+    return Path(directory) / "tables" / f"{space}-{target}-{precision}-t{threads or 'all'}.json"
 
 
 def load_calibration(target: Target, unit: str, precision: str, threads: int | None, directory: Path | None = None) -> Calibration | None:

@@ -18,7 +18,7 @@ import typer
 
 from edgekit.runtimes.errors import EdgekitError, UsageError
 
-from . import agent, bench, calibrate, export, generate, inspect, lut, profile, run, store, targets
+from . import agent, bench, calibrate, export, generate, inspect, lut, ofa, profile, run, select, store, targets
 
 __all__ = ["app", "main"]
 
@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (export, run, inspect, bench, profile, calibrate, lut, agent, store, generate):
+for module in (export, select, run, inspect, bench, profile, calibrate, lut, agent, store, generate, ofa):
     module.register(app)
 app.add_typer(targets.app, name="targets")
 

@@ -9,13 +9,9 @@ import typer
 
 from .common import emit, out, progress, table
 
-__all__ = ["app", "register", "table_file"]
+__all__ = ["app", "register"]
 
 app = typer.Typer(help="Block latency lookup tables for OFA search spaces.", no_args_is_help=True)
-
-
-def table_file(directory: Path, space: str, target: str, precision: str, threads: Optional[int]) -> Path:
-    return Path(directory) / "tables" / f"{space}-{target}-{precision}-t{threads or 'all'}.json"
 
 
 @app.command("build")
@@ -32,7 +28,7 @@ def build_command(
     from edgekit.models.ofa import get_space
     from edgekit.models.ofa.blocks import subnet_blocks
     from edgekit.profiling import build_block_table, sample_configs, time_subnets
-    from edgekit.targets.predictor import tables_dir
+    from edgekit.targets.predictor import table_file, tables_dir
 
     space_obj = get_space(space)
     chosen = [int(r) for r in resolutions.split(",")] if resolutions else list(space_obj.resolutions)
@@ -60,7 +56,7 @@ def import_command(
 ) -> None:
     """Import a published once-for-all latency table (read with yaml.safe_load, keys validated)."""
     from edgekit.targets.lut import load_ofa_yaml
-    from edgekit.targets.predictor import tables_dir
+    from edgekit.targets.predictor import table_file, tables_dir
 
     imported = load_ofa_yaml(file, target)
     path = table_file(tables_dir(), space, target, "fp32", None)

@@ -1,0 +1,125 @@
+"""``edgekit select``: the most accurate subnet x precision x format that fits a latency budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import emit, out, progress, table
+
+__all__ = ["register", "run_selection", "selection_json"]
+
+
+def run_selection(model: Optional[str], target, budget_ms: float, *, memory_mb: Optional[float] = None,
+                  unit: Optional[str] = None, precision: str = "auto", seed: int = 0, threads: Optional[int] = None,
+                  writable_only: bool = False, predictor_path: Optional[Path] = None):
+    """Search the family of ``model`` for ``target``; returns (family, Selection)."""
+    from edgekit.search.family import searchable
+    from edgekit.search.select import select
+
+    family = searchable(model)
+    threads = threads if threads is not None else (1 if target.name == "host" else None)
+    selection = select(family.space, target, budget_ms, family.predictor(predictor_path), memory_limit_mb=memory_mb,
+                       unit=unit, precision=precision, seed=seed, threads=threads, writable_only=writable_only,
+                       tables=family.tables(target, threads))
+    return family, selection
+
+
+def selection_json(family, target, selection) -> dict:
+    best = selection.result.best
+
+    def candidate(c):
+        return {"config": c.config.to_dict(), "unit": c.option.unit, "precision": c.option.precision,
+                "format": c.option.format, "latency_ms": round(c.latency_ms, 4), "accuracy": round(c.accuracy, 4),
+                "memory_mb": round(c.memory_mb, 3)}
+
+    return {
+        "model": family.name, "space": family.space.name, "target": target.name,
+        "budget_ms": selection.budget.latency_ms, "memory_limit_mb": selection.budget.memory_mb, "threads": selection.threads,
+        "best": {**candidate(best), "latency_source": selection.sources[best.option], "accuracy_source": "predicted"},
+        "pareto": [candidate(c) for c in selection.result.pareto],
+        "search": {"evaluated": selection.result.evaluated, "generations": selection.result.generations,
+                   "seconds": round(selection.result.seconds, 3)},
+        "latency_sources": {str(o): s for o, s in selection.sources.items()},
+        "skipped_options": list(selection.skipped),
+    }
+
+
+def _plot(path: Path, data: dict) -> None:
+    from edgekit.runtimes.errors import require
+
+    matplotlib = require("matplotlib", "plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    by_option: dict[str, list] = {}
+    for c in data["pareto"]:
+        by_option.setdefault(f"{c['unit']}/{c['precision']}", []).append(c)
+    for label, points in by_option.items():
+        axes.scatter([p["latency_ms"] for p in points], [100 * p["accuracy"] for p in points], label=label, s=18)
+    front = data["pareto"]
+    axes.plot([p["latency_ms"] for p in front], [100 * p["accuracy"] for p in front], color="0.6", lw=1, zorder=0)
+    axes.axvline(data["budget_ms"], color="crimson", ls="--", label=f"budget {data['budget_ms']:g} ms")
+    best = data["best"]
+    axes.scatter([best["latency_ms"]], [100 * best["accuracy"]], marker="*", s=160, color="black", label="chosen", zorder=3)
+    axes.set_xlabel(f"predicted latency, ms ({best['latency_source']})")
+    axes.set_ylabel("predicted top-1 accuracy, %")
+    axes.set_title(f"{data['model']} on {data['target']}: Pareto front")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=120)
+    tmp.replace(path)
+
+
+def select_command(
+    model: str = typer.Option("ofa-mbv3", "--model", "-m", help="Searchable model family (ofa-mbv3)."),
+    target: str = typer.Option(..., "--target", "-t", help="Target name or alias."),
+    budget_ms: float = typer.Option(..., "--budget-ms", help="Latency budget in ms (batch 1)."),
+    memory_mb: Optional[float] = typer.Option(None, "--memory-mb", help="Memory budget (default: the device's memory)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="Restrict to one unit: gpu, cpu, npu, dla0, ..."),
+    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | int8."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the search."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: 1 on host, all cores elsewhere)."),
+    predictor: Optional[Path] = typer.Option(None, "--accuracy-predictor", help="A predictor path stem (default: shipped)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the Pareto front with the budget line as PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target."""
+    from edgekit.pipeline import resolve_target
+
+    resolved = resolve_target(target, None)
+    with progress(not as_json) as say:
+        say(f"searching {model} for {resolved.name} under {budget_ms:g} ms")
+        family, selection = run_selection(model, resolved, budget_ms, memory_mb=memory_mb, unit=unit, precision=precision,
+                                          seed=seed, threads=threads, predictor_path=predictor)
+    data = selection_json(family, resolved, selection)
+    if plot is not None:
+        _plot(plot, data)
+        data["plot"] = str(plot)
+
+    def render() -> None:
+        best = data["best"]
+        out.print(f"[bold]{resolved.name}[/bold], budget {budget_ms:g} ms: {best['unit']} / {best['precision']} / "
+                  f"{best['format']}; predicted {best['latency_ms']:.3f} ms ({best['latency_source']}), "
+                  f"accuracy {100 * best['accuracy']:.2f}% (predicted), {best['memory_mb']:.1f} MB")
+        out.print(f"subnet: {__import__('json').dumps(best['config'], separators=(',', ':'))}")
+        rows = [[f"{c['latency_ms']:.3f}", f"{100 * c['accuracy']:.2f}", f"{c['unit']}/{c['precision']}", c["config"]["r"],
+                 "yes" if c["latency_ms"] <= budget_ms else ""] for c in data["pareto"]]
+        step = max(1, len(rows) // 15)
+        out.print(table("Pareto front (predicted)", ["ms", "acc %", "unit/precision", "res", "fits"], rows[::step]))
+        search = data["search"]
+        out.print(f"searched {search['evaluated']} candidates in {search['seconds']:.2f} s ({search['generations']} generations)"
+                  + (f"; skipped: {'; '.join(data['skipped_options'])}" if data["skipped_options"] else ""))
+        if plot is not None:
+            out.print(f"plot: {plot}")
+
+    emit(data, as_json, render)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select_command)
