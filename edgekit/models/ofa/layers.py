@@ -295,7 +295,7 @@ class ElasticMBConv(nn.Module):
         """State dict (detached copies) of the static :class:`MBConv` this block runs as."""
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            for name, tensor in self.state_dict(keep_vars=True).items():
+            for name, tensor in (*self.named_parameters(), *self.named_buffers()):
                 if name.startswith("kernel_transforms."):
                     continue
                 if name == "dw.conv.weight":

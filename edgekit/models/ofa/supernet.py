@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import gc
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,6 +165,19 @@ def materialize(supernet: OFASupernet, config: SubnetConfig) -> OFASubnet:
         >>> len(sub.blocks), sub.training
         (10, False)
     """
+    # A subnet is a few thousand fresh objects: that often triggers a full garbage collection over
+    # torch's whole heap (about 90 ms here, 5x the extraction itself). Nothing here makes cycles, so
+    # collection waits until the next allocation after we return.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _materialize(supernet, config)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _materialize(supernet: OFASupernet, config: SubnetConfig) -> OFASubnet:
     space = supernet.space
     config.validate(space)
     state: dict[str, torch.Tensor] = {}
@@ -176,5 +191,21 @@ def materialize(supernet: OFASupernet, config: SubnetConfig) -> OFASubnet:
                 state[f"blocks.{j}.{key}"] = tensor
     with torch.device("meta"):
         subnet = OFASubnet(space, config)
-    subnet.load_state_dict(state, strict=True, assign=True)
+    _assign(subnet, state)
     return subnet.eval()
+
+
+def _assign(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put ``state``'s tensors in place of the meta tensors of ``module`` (what load_state_dict(assign=True)
+    does, without its per-module overhead); every parameter and buffer must be covered exactly once."""
+    slots = {}
+    for prefix, sub in module.named_modules():
+        for kind in ("_parameters", "_buffers"):
+            for name, value in getattr(sub, kind).items():
+                if value is not None:
+                    slots[f"{prefix}.{name}" if prefix else name] = (sub, kind, name, value)
+    assert slots.keys() == state.keys(), sorted(set(slots) ^ set(state))[:5]
+    for key, (sub, kind, name, old) in slots.items():
+        tensor = state[key]
+        assert tensor.shape == old.shape and tensor.dtype == old.dtype, (key, tensor.shape, old.shape)
+        getattr(sub, kind)[name] = nn.Parameter(tensor, requires_grad=old.requires_grad) if kind == "_parameters" else tensor

@@ -49,6 +49,7 @@ from .supernet import OFASupernet, materialize
 __all__ = ["PHASES", "TrainConfig", "evaluate_subnet", "main", "phase_choices", "train"]
 
 PHASES = ("full", "kernel", "depth", "expand")
+_RATE_FROM, _RATE_OVER = 10, 30  # with a time budget: time steps 10..40 of a phase, then fix its length
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class TrainConfig:
     eval_subnets: int = 3
     log_every: int = 50
     init: str | None = None
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         from edgekit.runtimes.errors import UsageError
@@ -196,7 +198,7 @@ def train(cfg: TrainConfig, device: str = "auto", out: str | None = None, report
     dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = False  # elastic shapes change every step: autotuning never pays off
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     log = (lambda *a: None) if (quiet or rank != 0) else (lambda *a: print(*a, flush=True))
@@ -215,6 +217,7 @@ def train(cfg: TrainConfig, device: str = "auto", out: str | None = None, report
     batches = shape_batches(cfg.batch_size, TRAIN_SEED + cfg.seed, cfg.image_size, dev, rank, world)
     amp = cfg.amp and use_cuda
     history: list[dict] = []
+    steps_run: list[int] = []
     started = time.time()
     global_step = 0
     for phase, steps in zip(PHASES, cfg.steps):
@@ -227,9 +230,16 @@ def train(cfg: TrainConfig, device: str = "auto", out: str | None = None, report
         base_lr = cfg.lr if phase == "full" else cfg.shrink_lr
         warmup = cfg.warmup_steps if phase == "full" else min(cfg.warmup_steps, steps // 10)
         supernet.train()
-        for step in range(steps):
+        share = cfg.time_budget_s * steps / sum(cfg.steps) if cfg.time_budget_s else None
+        planned, step, mark = steps, 0, None
+        while step < planned:
+            if share is not None and step == _RATE_FROM:
+                mark = time.time()
+            if share is not None and step == _RATE_FROM + _RATE_OVER:  # fit the phase into its time share
+                rate = (time.time() - mark) / _RATE_OVER
+                planned = max(step + 1, min(steps, int(share / rate)))
             rng = random.Random(cfg.seed * 1_000_003 + global_step)  # same subnets on every rank
-            choices = phase_choices(phase, space, step / steps)
+            choices = phase_choices(phase, space, step / planned)
             resolution = rng.choice(space.resolutions)
             teacher = largest(space, resolution)
             students = [] if phase == "full" else [
@@ -237,7 +247,7 @@ def train(cfg: TrainConfig, device: str = "auto", out: str | None = None, report
             ]
             x, y = next(batches)
             x = resize(x, resolution)
-            lr = _lr(base_lr, step, steps, warmup)
+            lr = _lr(base_lr, step, planned, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -247,13 +257,15 @@ def train(cfg: TrainConfig, device: str = "auto", out: str | None = None, report
             torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
             optimizer.step()
             global_step += 1
-            if step % cfg.log_every == 0 or step == steps - 1:
+            step += 1
+            if (step - 1) % cfg.log_every == 0 or step == planned:
                 if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"loss is {loss.item()} at {phase} step {step}")
-                entry = {"phase": phase, "step": step, "loss": round(loss.item(), 4), "lr": round(lr, 5),
+                    raise FloatingPointError(f"loss is {loss.item()} at {phase} step {step - 1}")
+                entry = {"phase": phase, "step": step - 1, "loss": round(loss.item(), 4), "lr": round(lr, 5),
                          "elapsed_s": round(time.time() - started, 1)}
                 history.append(entry)
                 log(json.dumps(entry))
+        steps_run.append(planned)
     train_seconds = time.time() - started
 
     checksums = [_checksum(supernet)]
@@ -268,15 +280,18 @@ def train(cfg: TrainConfig, device: str = "auto", out: str | None = None, report
         "world_size": world,
         "device": torch.cuda.get_device_name(dev) if use_cuda else "cpu",
         "train_seconds": round(train_seconds, 1),
+        "steps_run": steps_run,
         "history": history,
         "replica_checksums": checksums,
     }
     if rank == 0:
-        result.update(_evaluate(supernet, space, cfg, dev, log))
         meta = {"space": space.name, "seed": cfg.seed, "data_generator_version": GENERATOR_VERSION,
-                "train_config": json.dumps(asdict(cfg))}
-        if out:
+                "train_config": json.dumps(asdict(cfg)), "steps_run": steps_run}
+        if out:  # saved first (fp16), then evaluated as saved
             save_checkpoint(supernet, out, meta=meta)
+            load_checkpoint(supernet, out)
+            result["evaluated"] = "the fp16 checkpoint as written"
+        result.update(_evaluate(supernet, space, cfg, dev, log))
         if report:
             Path(report).parent.mkdir(parents=True, exist_ok=True)
             Path(report).write_text(json.dumps(result, indent=1) + "\n")
@@ -330,6 +345,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-subnets", type=int, default=d.eval_subnets, help="sampled subnets to evaluate")
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--init", default=None, help="start from this checkpoint")
+    p.add_argument("--time-budget-s", type=float, default=None,
+                   help="shorten phases (never lengthen) to fit this many seconds, shared in proportion to --steps")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=None, help="fp16 supernet checkpoint to write")
     p.add_argument("--report", default=None, help="JSON report to write")
@@ -358,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, subnets=args.subnets,
         kd_ratio=args.kd_ratio, seed=args.seed, image_size=args.image_size, amp=not args.no_amp,
         eval_images=args.eval_images, calib_images=args.calib_images, eval_subnets=args.eval_subnets,
-        log_every=args.log_every, init=args.init,
+        log_every=args.log_every, init=args.init, time_budget_s=args.time_budget_s,
     )
     train(cfg, device=args.device, out=args.out, report=args.report, quiet=args.quiet)
     return 0
