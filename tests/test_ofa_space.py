@@ -54,6 +54,8 @@ def test_dict_form_round_trip_and_file(tmp_path):
     path.write_text(json.dumps(data))
     assert SubnetConfig.from_file(path, space) == cfg
     assert SubnetConfig.from_json(cfg.to_json(), space) == cfg
+    # once-for-all's evolution finder writes "wid": None and "r": [r]
+    assert SubnetConfig.from_dict({**data, "wid": None, "r": [176]}, space) == cfg
     assert cfg.active_blocks(space) == (0, 1, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18)
     with pytest.raises(AttributeError):
         cfg.r = 128  # frozen
@@ -69,6 +71,7 @@ def test_dict_form_round_trip_and_file(tmp_path):
         ({"ks": "357"}, r"field 'ks' must be a list of ints"),
         ({"e": [3.0] * 20}, r"field 'e' must hold ints only"),
         ({"x": 1}, r"unknown fields \['x'\]"),
+        ({"wid": 1}, r"field 'wid' = 1: this space has no elastic width, allowed \[None\]"),
     ],
 )
 def test_invalid_configs_name_field_and_allowed_values(change, message):

@@ -114,9 +114,11 @@ class SubnetConfig:
         """
         if not isinstance(data, Mapping):
             raise SubnetConfigError(f"subnet config must be a JSON object with ks, e, d, r; got {type(data).__name__}")
-        unknown = sorted(set(data) - {"ks", "e", "d", "r", "w"})
+        unknown = sorted(set(data) - {"ks", "e", "d", "r", "wid"})
         if unknown:
             raise SubnetConfigError(f"subnet config has unknown fields {unknown}: allowed ['ks', 'e', 'd', 'r']")
+        if data.get("wid") is not None:  # once-for-all's finder writes "wid": None for this family
+            raise SubnetConfigError(f"subnet config field 'wid' = {data['wid']!r}: this space has no elastic width, allowed [None]")
         missing = [k for k in ("ks", "e", "d") if k not in data]
         if missing:
             raise SubnetConfigError(f"subnet config is missing field(s) {missing}: needs ks, e, d (and r)")
