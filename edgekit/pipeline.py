@@ -60,7 +60,11 @@ class ExportRequest:
     target: str | None = "host"
     target_file: Path | None = None
     format: str | None = None  # None: the first format edgekit can write that the target runs
-    precision: str = "fp32"
+    precision: str | None = None  # None: fp32, or chosen by the search when budget_ms is set
+    budget_ms: float | None = None  # select subnet x precision under this latency budget first
+    memory_mb: float | None = None
+    unit: str | None = None
+    search_seed: int = 0
     opset: int = 17
     dynamo: bool = False
     atol: float = 1e-4
@@ -201,10 +205,46 @@ def _make_variant(request: ExportRequest, source: ModelSource, artifact, out_pat
     return info
 
 
+def _search_record(search: dict[str, Any], latency: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The search's choice and, when it was measured here, whether the budget held."""
+    record = dict(search)
+    measured = next((item for item in latency if item.get("device") == "host"), None)
+    if search["target"] == "host" and measured is not None:
+        record["measured_ms"] = measured["ms"]
+        record["budget_held"] = measured["ms"] <= search["budget_ms"]
+    return record
+
+
+def _apply_selection(request: ExportRequest, target, say: Progress) -> tuple[ExportRequest, dict[str, Any]]:
+    """Choose subnet x precision under ``budget_ms`` among formats edgekit can write; fix them in the request."""
+    from edgekit.search.run import run_selection, selection_json
+
+    if request.model.ref not in (None, "ofa-mbv3"):
+        raise UsageError(f"--budget-ms selects among subnets of a searchable family (ofa-mbv3), not {request.model.ref!r}")
+    if request.model.subnet is not None:
+        raise UsageError("pass --subnet or --budget-ms, not both")
+    say(f"searching for the best subnet under {request.budget_ms:g} ms on {target.name}")
+    threads = request.threads if target.name == "host" else None
+    family, selection = run_selection(
+        "ofa-mbv3", target, request.budget_ms, memory_mb=request.memory_mb, unit=request.unit,
+        precision=request.precision or "auto", seed=request.search_seed, threads=threads, writable_only=True,
+    )
+    data = selection_json(family, target, selection)
+    best = data["best"]
+    data["pareto"] = data["pareto"][:: max(1, len(data["pareto"]) // 20)]  # keep the manifest small
+    chosen = replace(request.model, ref="ofa-mbv3", subnet=selection.result.best.config.to_json())
+    return replace(request, model=chosen, precision=best["precision"], format=best["format"]), data
+
+
 def export_bundle(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
     """Run the whole chain and return the written bundle; nothing is written unless validation passes."""
     say = progress or (lambda message: None)
     target = resolve_target(request.target, request.target_file)
+    search: dict[str, Any] | None = None
+    if request.budget_ms is not None:
+        request, search = _apply_selection(request, target, say)
+    elif request.precision is None:
+        request = replace(request, precision="fp32")
     fmt = _choose_format(request, target)
     info = check_format(fmt, request.precision)
     family = _family_exporter(request.model.ref)
@@ -252,7 +292,7 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
                         **({"precision": precision_info} if precision_info else {})},
             latency=tuple(latency),
             toolchain=toolchain_versions(),
-            extra=dict(source.extra),
+            extra={**source.extra, **({"search": _search_record(search, latency)} if search else {})},
         )
         say("writing bundle")
         manifest = stage.commit(manifest)

@@ -22,7 +22,11 @@ def export_command(
     subnet_file: Optional[Path] = typer.Option(None, "--subnet-file", help="ofa-mbv3: subnet config JSON file."),
     space: Optional[str] = typer.Option(None, "--space", help="ofa-mbv3: search space (default: from the checkpoint)."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | tflite | tensorrt (default: best for the target)."),
-    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 | fp16 | int8."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32 | fp16 | int8 (default fp32; with --budget-ms: chosen)."),
+    budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="ofa-mbv3: select the best subnet x precision under this latency."),
+    memory_mb: Optional[float] = typer.Option(None, "--memory-mb", help="With --budget-ms: memory budget (default: the device's)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="With --budget-ms: restrict to one compute unit."),
+    seed: int = typer.Option(0, "--seed", help="With --budget-ms: seed of the search."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (the dynamo exporter needs >= 18)."),
     dynamo: bool = typer.Option(False, "--dynamo", help="Use the torch.export-based ONNX exporter."),
     atol: float = typer.Option(1e-4, "--atol", help="Parity tolerance against torch."),
@@ -45,6 +49,10 @@ def export_command(
         target_file=target_file,
         format=fmt,
         precision=precision,
+        budget_ms=budget_ms,
+        memory_mb=memory_mb,
+        unit=unit,
+        search_seed=seed,
         opset=opset,
         dynamo=dynamo,
         atol=atol,
@@ -76,6 +84,15 @@ def export_command(
         for item in manifest.latency:
             out.print(f"latency: {item['ms']:.3f} ms p50 ({item['source']} on {item['device']}, {item['runtime']}, "
                       f"{item['threads']} thread(s), batch {item['batch']})")
+        search = manifest.extra.get("search")
+        if search:
+            best = search["best"]
+            out.print(f"search: {best['unit']}/{best['precision']} predicted {best['latency_ms']:.3f} ms "
+                      f"({best['latency_source']}) and {100 * best['accuracy']:.2f}% (predicted) under {search['budget_ms']:g} ms; "
+                      f"{search['search']['evaluated']} candidates in {search['search']['seconds']:.2f} s")
+            if "budget_held" in search:
+                out.print(f"budget {'held' if search['budget_held'] else 'MISSED'}: measured {search['measured_ms']:.3f} ms "
+                          f"on this host vs {search['budget_ms']:g} ms")
         if not any(item.get("device") == manifest.target for item in manifest.latency):
             out.print(f"latency on {manifest.target}: not measured")
 

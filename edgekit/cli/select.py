@@ -9,42 +9,7 @@ import typer
 
 from .common import emit, out, progress, table
 
-__all__ = ["register", "run_selection", "selection_json"]
-
-
-def run_selection(model: Optional[str], target, budget_ms: float, *, memory_mb: Optional[float] = None,
-                  unit: Optional[str] = None, precision: str = "auto", seed: int = 0, threads: Optional[int] = None,
-                  writable_only: bool = False, predictor_path: Optional[Path] = None):
-    """Search the family of ``model`` for ``target``; returns (family, Selection)."""
-    from edgekit.search.family import searchable
-    from edgekit.search.select import select
-
-    family = searchable(model)
-    threads = threads if threads is not None else (1 if target.name == "host" else None)
-    selection = select(family.space, target, budget_ms, family.predictor(predictor_path), memory_limit_mb=memory_mb,
-                       unit=unit, precision=precision, seed=seed, threads=threads, writable_only=writable_only,
-                       tables=family.tables(target, threads))
-    return family, selection
-
-
-def selection_json(family, target, selection) -> dict:
-    best = selection.result.best
-
-    def candidate(c):
-        return {"config": c.config.to_dict(), "unit": c.option.unit, "precision": c.option.precision,
-                "format": c.option.format, "latency_ms": round(c.latency_ms, 4), "accuracy": round(c.accuracy, 4),
-                "memory_mb": round(c.memory_mb, 3)}
-
-    return {
-        "model": family.name, "space": family.space.name, "target": target.name,
-        "budget_ms": selection.budget.latency_ms, "memory_limit_mb": selection.budget.memory_mb, "threads": selection.threads,
-        "best": {**candidate(best), "latency_source": selection.sources[best.option], "accuracy_source": "predicted"},
-        "pareto": [candidate(c) for c in selection.result.pareto],
-        "search": {"evaluated": selection.result.evaluated, "generations": selection.result.generations,
-                   "seconds": round(selection.result.seconds, 3)},
-        "latency_sources": {str(o): s for o, s in selection.sources.items()},
-        "skipped_options": list(selection.skipped),
-    }
+__all__ = ["register"]
 
 
 def _plot(path: Path, data: dict) -> None:
@@ -91,6 +56,7 @@ def select_command(
 ) -> None:
     """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target."""
     from edgekit.pipeline import resolve_target
+    from edgekit.search.run import run_selection, selection_json
 
     resolved = resolve_target(target, None)
     with progress(not as_json) as say:
