@@ -55,11 +55,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a torn file)."""
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a torn file).
+
+    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -249,6 +259,7 @@ class BundleWriter:
         manifest = replace(manifest, files=files)
         atomic_write_text(self.path / MANIFEST_NAME, json.dumps(manifest.to_json(), indent=2) + "\n")
         backup = None
+        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
         if self.out.exists():
             backup = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
             os.replace(self.out, backup)

@@ -62,3 +62,16 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path):
     with pytest.raises(BundleError, match="cannot write the output directory"):
         with BundleWriter(blocker / "bundle"):
             pass
+
+
+def test_bundle_gets_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        _write(tmp_path / "b", b"x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "b" / "manifest.json").stat().st_mode) == 0o644

@@ -65,7 +65,8 @@ def measure_precision_drops(space_name: str, checkpoint: str, configs: list, wor
             vs = manifest.validation["precision"]["vs_fp32"]
             drops[precision].append(vs["accuracy_drop"])
             print(f"subnet {i} {precision}: fp32 {vs['accuracy_fp32']:.4f} -> {vs['accuracy']:.4f}", file=sys.stderr, flush=True)
-    return {"fp32": 0.0, **{p: float(sum(v) / len(v)) for p, v in drops.items()}, "measured_on": len(configs)}
+    return {"fp32": 0.0, **{p: float(sum(v) / len(v)) for p, v in drops.items()}, "measured_on": len(configs),
+            "per_subnet": drops}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure_accuracies(args.space, args.checkpoint, args.n, args.seed, args.eval_images, args.calib_images)
         data = {"space": args.space, "seed": args.seed, "eval_images": args.eval_images, "calib_images": args.calib_images,
                 "rows": rows}
-    if not args.skip_precision:
+    if not args.skip_precision and "precision_drop" not in data:
         rng = random.Random(args.seed + 1)
         picks = [SubnetConfig.from_dict(r["config"], space) for r in rng.sample(data["rows"], args.precision_subnets)]
         with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configs = [SubnetConfig.from_dict(r["config"], space) for r in data["rows"]]
     predictor, report = AccuracyPredictor.fit(space, configs, [r["accuracy"] for r in data["rows"]], seed=args.seed)
-    predictor.precision_drop = {k: v for k, v in data["precision_drop"].items() if k in ("fp32", "fp16", "int8")}
+    # A measured gain (negative drop) is noise on a few hundred images, not a property of int8: clamp at 0.
+    predictor.precision_drop = {k: max(0.0, v) for k, v in data["precision_drop"].items() if k in ("fp32", "fp16", "int8")}
     predictor.save(args.out)
     print(json.dumps({"report": report.to_json(), "precision_drop": predictor.precision_drop}, indent=2))
     return 0
