@@ -32,6 +32,12 @@ MODULES = [
     "edgekit.models.ofa.blocks",
     "edgekit.exporters.memory",
     "edgekit.targets.predictor",
+    "edgekit.search.latency",
+    "edgekit.search.blockwise",
+    "edgekit.search.accuracy",
+    "edgekit.search.evolution",
+    "edgekit.search.select",
+    "edgekit.search.family",
 ]
 
 

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-images", type=int, default=2000)
     parser.add_argument("--calib-images", type=int, default=512)
     parser.add_argument("--precision-subnets", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=1500)
+    parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--measurements", type=Path, help="reuse a measurements JSON instead of measuring")
     parser.add_argument("--skip-precision", action="store_true", help="only measure subnets (e.g. on a GPU machine)")
     parser.add_argument("--out", type=Path, required=True, help="path stem: writes .pt, .json and -measurements.json")
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {measurements_path}")
         return 0
     configs = [SubnetConfig.from_dict(r["config"], space) for r in data["rows"]]
-    predictor, report = AccuracyPredictor.fit(space, configs, [r["accuracy"] for r in data["rows"]], seed=args.seed)
+    predictor, report = AccuracyPredictor.fit(space, configs, [r["accuracy"] for r in data["rows"]], seed=args.seed,
+                                              epochs=args.epochs, hidden=args.hidden)
     # A measured gain (negative drop) is noise on a few hundred images, not a property of int8: clamp at 0.
     predictor.precision_drop = {k: max(0.0, v) for k, v in data["precision_drop"].items() if k in ("fp32", "fp16", "int8")}
     predictor.save(args.out)

@@ -109,12 +109,14 @@ def evolve(
                 scored.append(candidate)
         return scored
 
-    # Smallest subnet on every option: the fastest candidates, and the answer when nothing fits.
+    # Smallest subnet on every option: the fastest candidates, and the answer when nothing fits. Latency
+    # and memory grow with kernel, expand, depth and resolution under every edgekit latency model
+    # (non-negative per-op terms), so when these do not fit, no subnet does: stop without sampling.
     floor = score([(smallest(space), option) for option in options])
     fastest = min(floor, key=lambda c: c.latency_ms)
     feasible = [c for c in floor if c.fits(budget)]
     attempts = 0
-    while len(feasible) < population and attempts < population * sample_attempts:
+    while feasible and len(feasible) < population and attempts < population * sample_attempts:
         batch = [(sample(space, rng), rng.choice(list(options))) for _ in range(population)]
         attempts += len(batch)
         feasible += [c for c in score(batch) if c.fits(budget)]

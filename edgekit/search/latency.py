@@ -2,9 +2,8 @@
 
 The best source available for (target, unit, precision, threads) is used, as everywhere in edgekit:
 a measured block table (fitted to whole subnets) > the target's calibrated per-op model > the
-roofline over published numbers. In these spaces block ``b``'s shape depends only on the resolution,
-its kernel and its expand ratio (dropping blocks at a stage's end changes no later shape), so every
-(resolution, block, kernel, expand) is predicted once and a subnet costs ~20 dict lookups.
+roofline over published numbers. Every distinct block is predicted once (:class:`BlockwiseTable`),
+so a subnet costs ~20 dict lookups.
 
 Example:
     >>> import random
@@ -23,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.models.ofa.blocks import block_ops, subnet_blocks
+from edgekit.models.ofa.blocks import block_ops
 from edgekit.runtimes.errors import TargetError
 from edgekit.targets.calibrated import FEATURES, Calibration, features
 from edgekit.targets.latency import predict_ms
 from edgekit.targets.lut import BlockTable
 from edgekit.targets.predictor import load_calibration
+
+from .blockwise import BlockwiseTable
 
 __all__ = ["SubnetLatency"]
 
@@ -51,8 +52,7 @@ class SubnetLatency:
         self.source = "calibrated" if (table or calibration) else "modeled"
         self._cache: dict[str, object] = {}
         self._coefficients = np.array([calibration.coefficients[f] for f in FEATURES]) if calibration else None
-        self._per_resolution: dict[int, tuple[object, dict[tuple[int, int, int], object]]] = {}
-        self._max_depth = space.max_depth
+        self._blocks = BlockwiseTable(space, self._block_value)
 
     def _block_value(self, spec):
         value = self._cache.get(spec.key)
@@ -72,35 +72,10 @@ class SubnetLatency:
             self._cache[spec.key] = value
         return value
 
-    def _resolution_values(self, r: int):
-        found = self._per_resolution.get(r)
-        if found is None:
-            from edgekit.models.ofa import largest
-
-            base = largest(self.space, r)
-            per_block: dict[tuple[int, int, int], object] = {}
-            fixed = None
-            for k in self.space.ks_choices:
-                for e in self.space.e_choices:
-                    specs = subnet_blocks(base.replace(ks=(k,) * self.space.num_blocks, e=(e,) * self.space.num_blocks), self.space)
-                    for b, spec in enumerate(specs[2:-4]):
-                        per_block[(b, k, e)] = self._block_value(spec)
-                    if fixed is None:
-                        fixed = [self._block_value(spec) for spec in specs[:2] + specs[-4:]]
-            found = (self._sum(fixed), per_block)
-            self._per_resolution[r] = found
-        return found
-
-    @staticmethod
-    def _sum(values):
-        return np.sum(values, axis=0) if isinstance(values[0], np.ndarray) else float(sum(values))
-
     def predict(self, config) -> float:
         """Latency of one subnet in ms (source: :attr:`source`); ``config`` must fit the space."""
-        fixed, per_block = self._resolution_values(config.r)
-        depth = self._max_depth
-        ks, e = config.ks, config.e
-        values = [fixed] + [per_block[(b, ks[b], e[b])] for s, d in enumerate(config.d) for b in range(s * depth, s * depth + d)]
+        fixed, blocks = self._blocks.values(config)
+        values = fixed + blocks
         if self.table is not None:
             return self.table.scale * float(sum(values)) + self.table.intercept_ms
         if self._coefficients is not None:

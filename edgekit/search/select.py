@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.exporters.formats import FORMATS
-from edgekit.models.ofa.blocks import subnet_blocks
-from edgekit.models.ofa.cost import count_params
+from edgekit.models.ofa.blocks import block_ops
 from edgekit.runtimes.errors import EdgekitError, TargetError, UsageError
 
 from .accuracy import AccuracyPredictor
+from .blockwise import BlockwiseTable
 from .evolution import Budget, SearchResult, evolve
 from .latency import SubnetLatency
 
-__all__ = ["Option", "Selection", "deployment_options", "memory_mb", "select"]
+__all__ = ["Option", "Selection", "SubnetMemory", "deployment_options", "select"]
 
 _BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -60,10 +60,31 @@ class Selection:
     budget: Budget
 
 
-def memory_mb(config, space, precision: str) -> float:
-    """Weights plus the largest block's input + output activations, at ``precision``, in MB."""
-    peak = max(b.in_ch * b.in_hw ** 2 + b.out_ch * b.out_hw ** 2 + b.mid * b.out_hw ** 2 for b in subnet_blocks(config, space))
-    return (count_params(config, space) + peak) * _BYTES[precision] / 1e6
+def _block_memory(spec) -> tuple[int, int]:
+    """(weights after BatchNorm folding, activations live inside the block) in elements."""
+    weights = sum(op.weight_elems for op in block_ops(spec))
+    return weights, spec.in_ch * spec.in_hw ** 2 + spec.mid * spec.out_hw ** 2 + spec.out_ch * spec.out_hw ** 2
+
+
+class SubnetMemory:
+    """Weights plus the largest block's live activations, at a precision, in MB (cached per block).
+
+    Example:
+        >>> from edgekit.models.ofa import get_space, largest, smallest
+        >>> space = get_space("ofa-mbv3-shapes")
+        >>> memory = SubnetMemory(space)
+        >>> memory.mb(smallest(space), "int8") < memory.mb(largest(space), "int8") < memory.mb(largest(space), "fp32")
+        True
+    """
+
+    def __init__(self, space) -> None:
+        self.space = space
+        self._blocks = BlockwiseTable(space, _block_memory)
+
+    def mb(self, config, precision: str) -> float:
+        fixed, blocks = self._blocks.values(config)
+        values = fixed + blocks
+        return (sum(w for w, _ in values) + max(a for _, a in values)) * _BYTES[precision] / 1e6
 
 
 def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False) -> list[Option]:
@@ -111,8 +132,9 @@ def select(
         models[option] = model
     if not options:
         raise EdgekitError(f"no option of {target.name} can be predicted: " + "; ".join(skipped))
+    memory = SubnetMemory(space)
     if budget.memory_mb is not None:
-        smallest_mb = min(memory_mb(space_smallest(space), space, o.precision) for o in options)
+        smallest_mb = min(memory.mb(space_smallest(space), o.precision) for o in options)
         if smallest_mb > budget.memory_mb:
             raise UsageError(f"--memory-mb {budget.memory_mb:g} is below the smallest model ({smallest_mb:.1f} MB)")
 
@@ -120,7 +142,7 @@ def select(
         return [models[option].predict(c) for c in configs], accuracy.predict(configs, space, option.precision)
 
     result = evolve(space, options, evaluate, budget, random.Random(seed), population=population, generations=generations,
-                    memory=lambda config, option: memory_mb(config, space, option.precision), time_limit_s=time_limit_s)
+                    memory=lambda config, option: memory.mb(config, option.precision), time_limit_s=time_limit_s)
     return Selection(result, {o: models[o].source for o in options}, tuple(skipped), threads, budget)
 
 
