@@ -4,6 +4,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Fixed thread counts (as every measurement in edgekit): on a 2-core machine shared with another job,
+# torch's default of one thread per core oversubscribes and a 1 s BatchNorm pass takes 30 s.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests.fixtures.tiny_models:tiny_cnn` must import from any cwd

