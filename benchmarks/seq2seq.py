@@ -172,21 +172,30 @@ def part_a(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------- part (b)
-def _slm_bundles(work: Path) -> tuple[dict[str, Path], dict[str, int]]:
+def _size_configs():
+    from edgekit.models.slm.config import SlmConfig, matched_decoder_only
+    from edgekit.models.slm.train import default_config
+
+    bigger = SlmConfig.encoder_decoder(layers=12, ratio=(2, 1), d_model=256, n_heads=8, d_ff=1024)
+    return {"shipped (~1M)": (default_config(), matched_decoder_only(default_config())),
+            "~11M": (bigger, matched_decoder_only(bigger))}
+
+
+def _slm_bundles(work: Path, size: str, configs) -> tuple[dict[str, Path], dict[str, int]]:
+    """Bundles of one size: the shipped checkpoints at the shipped size (random weights otherwise)."""
     from edgekit.models.registry import ModelRequest
     from edgekit.models.slm.export import BUILTIN_CHECKPOINTS
-    from edgekit.models.slm.model import build_model, save_checkpoint
-    from edgekit.models.slm.train import default_config
-    from edgekit.models.slm.config import matched_decoder_only
+    from edgekit.models.slm.model import build_model, load_checkpoint, save_checkpoint
     from edgekit.pipeline import ExportRequest, export_bundle
 
     bundles, params = {}, {}
-    for ref, config in (("slm-encdec", default_config()), ("slm-deconly", matched_decoder_only(default_config()))):
+    for ref, config in zip(("slm-encdec", "slm-deconly"), configs):
+        path = BUILTIN_CHECKPOINTS[ref]
         source = ref
-        if not BUILTIN_CHECKPOINTS[ref].is_file():  # not trained yet: same sizes, random weights
+        if not (path.is_file() and load_checkpoint(path).config == config):  # timing does not depend on weights
             save_checkpoint(build_model(config), work / f"{ref}.pt")
             source = f"slm:{work / ref}.pt"
-        bundles[ref] = work / ref
+        bundles[ref] = work / f"{size}-{ref}".replace(" ", "_").replace("(", "").replace(")", "").replace("~", "")
         params[ref] = config.parameter_count()
         export_bundle(ExportRequest(out=bundles[ref], model=ModelRequest(source), measure_runs=0))
     return bundles, params
@@ -198,32 +207,35 @@ def part_b(args) -> dict:
     import edgekit.runtimes as rt
 
     work = Path(tempfile.mkdtemp(prefix="edgekit-slm-"))
-    bundles, params = _slm_bundles(work)
-    lms = {name: rt.load(path, threads=1) for name, path in bundles.items()}
-    rng = np.random.default_rng(0)
-    table = []
-    for length in args.lengths:
-        ids = (rng.integers(0, 256, size=length) + 4).tolist()
-        prompts = {"slm-encdec": ids[:-1] + [2], "slm-deconly": [1] + ids[:-2] + [3]}  # same length, framed per kind
-        for name, lm in lms.items():
-            for _ in range(args.warmup):
-                _time_edgekit(lm, prompts[name], NEW_TOKENS)
-        samples = {name: ([], []) for name in lms}
-        order = list(lms)
-        for run in range(args.runs):
-            for name in order[run % 2:] + order[: run % 2]:
-                f, t, _ = _time_edgekit(lms[name], prompts[name], NEW_TOKENS)
-                samples[name][0].append(f)
-                samples[name][1].append(t)
-        enc, dec = _stats(*samples["slm-encdec"], NEW_TOKENS), _stats(*samples["slm-deconly"], NEW_TOKENS)
-        table.append({
-            "input_tokens": length, "encdec": enc, "deconly": dec,
-            "first_token_change_pct": round((enc["first_token_ms"] / dec["first_token_ms"] - 1) * 100, 1),
-            "decode_throughput_ratio": round(enc["decode_tok_s"] / dec["decode_tok_s"], 2),
-            "end_to_end_throughput_ratio": round(dec["total_ms"] / enc["total_ms"], 2),
-        })
-    return {"parameters": params, "new_tokens": NEW_TOKENS, "threads": 1, "batch": 1, "rows": table,
-            "weights": {n: lm.bundle.manifest.provenance.get("checkpoint") for n, lm in lms.items()}}
+    sizes = {}
+    for size, configs in _size_configs().items():
+        bundles, params = _slm_bundles(work, size, configs)
+        lms = {name: rt.load(path, threads=1) for name, path in bundles.items()}
+        rng = np.random.default_rng(0)
+        table = []
+        for length in args.lengths:
+            ids = (rng.integers(0, 256, size=length) + 4).tolist()
+            prompts = {"slm-encdec": ids[:-1] + [2], "slm-deconly": [1] + ids[:-2] + [3]}  # same length, framed per kind
+            for name, lm in lms.items():
+                for _ in range(args.warmup):
+                    _time_edgekit(lm, prompts[name], NEW_TOKENS)
+            samples = {name: ([], []) for name in lms}
+            order = list(lms)
+            for run in range(args.runs):
+                for name in order[run % 2:] + order[: run % 2]:
+                    f, t, _ = _time_edgekit(lms[name], prompts[name], NEW_TOKENS)
+                    samples[name][0].append(f)
+                    samples[name][1].append(t)
+            enc, dec = _stats(*samples["slm-encdec"], NEW_TOKENS), _stats(*samples["slm-deconly"], NEW_TOKENS)
+            table.append({
+                "input_tokens": length, "encdec": enc, "deconly": dec,
+                "first_token_change_pct": round((enc["first_token_ms"] / dec["first_token_ms"] - 1) * 100, 1),
+                "decode_throughput_ratio": round(enc["decode_tok_s"] / dec["decode_tok_s"], 2),
+                "end_to_end_throughput_ratio": round(dec["total_ms"] / enc["total_ms"], 2),
+            })
+        layers = {name: (c.encoder_layers, c.decoder_layers, c.d_model, c.d_ff) for name, c in zip(lms, configs)}
+        sizes[size] = {"parameters": params, "layers_enc_dec_dmodel_dff": layers, "rows": table}
+    return {"new_tokens": NEW_TOKENS, "threads": 1, "batch": 1, "sizes": sizes}
 
 
 def _print_a(a: dict) -> None:
@@ -240,13 +252,15 @@ def _print_a(a: dict) -> None:
 
 
 def _print_b(b: dict) -> None:
-    print(f"\n(b) edgekit enc-dec vs decoder-only, parameters {b['parameters']}, {b['new_tokens']} new tokens, batch 1, 1 thread")
-    print(f"{'input':>6} {'enc-dec first ms':>17} {'dec-only first ms':>18} {'first-token':>12} {'enc-dec tok/s':>14} "
-          f"{'dec-only tok/s':>15} {'decode x':>9} {'end-to-end x':>13}")
-    for row in b["rows"]:
-        print(f"{row['input_tokens']:6d} {row['encdec']['first_token_ms']:17.2f} {row['deconly']['first_token_ms']:18.2f} "
-              f"{row['first_token_change_pct']:+11.1f}% {row['encdec']['decode_tok_s']:14.1f} {row['deconly']['decode_tok_s']:15.1f} "
-              f"{row['decode_throughput_ratio']:9.2f} {row['end_to_end_throughput_ratio']:13.2f}")
+    for size, part in b["sizes"].items():
+        print(f"\n(b) edgekit enc-dec vs decoder-only, {size}: parameters {part['parameters']}, "
+              f"(enc, dec, d_model, d_ff) {part['layers_enc_dec_dmodel_dff']}, {b['new_tokens']} new tokens, batch 1, 1 thread")
+        print(f"{'input':>6} {'enc-dec first ms':>17} {'dec-only first ms':>18} {'first-token':>12} {'enc-dec tok/s':>14} "
+              f"{'dec-only tok/s':>15} {'decode x':>9} {'end-to-end x':>13}")
+        for row in part["rows"]:
+            print(f"{row['input_tokens']:6d} {row['encdec']['first_token_ms']:17.2f} {row['deconly']['first_token_ms']:18.2f} "
+                  f"{row['first_token_change_pct']:+11.1f}% {row['encdec']['decode_tok_s']:14.1f} {row['deconly']['decode_tok_s']:15.1f} "
+                  f"{row['decode_throughput_ratio']:9.2f} {row['end_to_end_throughput_ratio']:13.2f}")
     print("paper (Return of the Encoder): enc-dec -47% first-token latency, 4.7x throughput vs decoder-only on edge devices")
 
 
