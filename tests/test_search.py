@@ -144,3 +144,16 @@ def test_export_with_budget_on_host_records_search_and_measurement(tmp_path, cap
     assert manifest["precision"] == search["best"]["precision"]
     assert manifest["extra"]["subnet"] == search["best"]["config"]
     assert isinstance(search["budget_held"], bool) and search["measured_ms"] == manifest["latency"][0]["ms"]
+
+
+def test_a_budget_only_one_candidate_meets_still_searches(predictor):
+    from edgekit.search.evolution import evolve
+
+    space = get_space("ofa-mbv3-tiny")
+    floor = smallest(space)
+
+    def evaluate(configs, option):  # only the smallest subnet fits
+        return [1.0 if c == floor else 2.0 for c in configs], [0.5] * len(configs)
+
+    result = evolve(space, ["cpu/fp32"], evaluate, Budget(1.5), random.Random(0), population=10, generations=3)
+    assert result.best.config == floor

@@ -133,7 +133,7 @@ def evolve(
         parents = current[: max(2, int(population * parent_ratio))]
         children = []
         for i in range(population - len(parents)):
-            if i < int(population * mutation_ratio):
+            if i < int(population * mutation_ratio) or len(parents) < 2:
                 parent = rng.choice(parents)
                 option = rng.choice(list(options)) if rng.random() < mutate_prob else parent.option
                 children.append((mutate(parent.config, space, rng, mutate_prob), option))
