@@ -178,7 +178,7 @@ def _size_configs():
 
     bigger = SlmConfig.encoder_decoder(layers=12, ratio=(2, 1), d_model=256, n_heads=8, d_ff=1024)
     return {"shipped (~1M)": (default_config(), matched_decoder_only(default_config())),
-            "~11M": (bigger, matched_decoder_only(bigger))}
+            "~14M": (bigger, matched_decoder_only(bigger))}
 
 
 def _slm_bundles(work: Path, size: str, configs) -> tuple[dict[str, Path], dict[str, int]]:
