@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     from edgekit.exporters.onnx import export_onnx
     from edgekit.models.ofa import OFASupernet, get_space, materialize
     from edgekit.models.ofa.blocks import subnet_blocks
-    from edgekit.profiling import build_block_table, sample_configs, time_module
+    from edgekit.profiling import build_block_table, fit_configs, sample_configs, time_module
     from edgekit.runtimes.ort import OrtSession
     from edgekit.runtimes.spec import TensorSpec
     from edgekit.targets import load_target
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
 
     torch.manual_seed(0)
     supernet = OFASupernet(space).eval()
-    fit_configs = sample_configs(space, args.fit, 1, resolutions)
+    fit_set = fit_configs(space, args.fit, 1, resolutions)
     test_configs = sample_configs(space, args.test, 2, resolutions)
     with tempfile.TemporaryDirectory() as tmp:
         def export(config, index, tag):
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
             return measure_latency(session, feeds, warmup=10, runs=args.runs).p50_ms
 
         log("exporting subnets")
-        fit = [export(c, i, "fit") for i, c in enumerate(fit_configs)]
+        fit = [export(c, i, "fit") for i, c in enumerate(fit_set)]
         test = [export(c, i, "test") for i, c in enumerate(test_configs)]
         log("timing fitting subnets")
         fit_ms = [timed(p, s) for p, s, _ in fit]
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
                 int8_rows.append({"r": config.r, "fp32_ms": fp32_ms, "int8_ms": int8_ms, "measured_int8_over_fp32": int8_ms / fp32_ms,
                                   "roofline_int8_over_fp32": roof8 / roof32})
 
-    table = table.fit([[b.key for b in subnet_blocks(c, space)] for c in fit_configs], fit_ms)
+    table = table.fit([[b.key for b in subnet_blocks(c, space)] for c in fit_set], fit_ms)
     calibration = fit_calibration([t.ops for _, t in zoo] + [n for _, _, n in fit], [t.stats.p50_ms for _, t in zoo] + fit_ms,
                                   host, "cpu", "fp32", threads=1)
     predictions = {
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     print_table(f"held-out OFA subnets ({args.space}, r in {resolutions}), host, 1 thread; measured median "
                 f"{np.median(test_a):.2f} ms", ["predictor", "n", "+-5%", "+-10%", "RMSE ms", "median |err|", "Kendall tau"], rows)
     print(f"block table: {len(table.entries)} blocks, fit scale {table.scale:.3f} x sum + {table.intercept_ms:.3f} ms "
-          f"on {args.fit} subnets")
+          f"on {len(fit_set)} subnets")
 
     log("timing models outside the space")
     outside = []

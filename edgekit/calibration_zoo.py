@@ -44,6 +44,22 @@ class _Attention(nn.Module):
         return x + self.mlp(self.norm(x))
 
 
+class _MultiHeadAttention(nn.Module):
+    """Multi-head self-attention written out: head split/merge (Reshape, Transpose), batched MatMul."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        split = lambda y: y.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        weights = torch.softmax(q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5, dim=-1)
+        return x + self.out((weights @ v).transpose(1, 2).reshape(b, t, d))
+
+
 def _conv_stack(channels: int, depth: int, kernel: int = 3) -> nn.Module:
     layers: list[nn.Module] = [nn.Conv2d(3, channels, kernel, padding=kernel // 2), nn.BatchNorm2d(channels), nn.ReLU()]
     for _ in range(depth - 1):
@@ -118,6 +134,8 @@ def calibration_zoo() -> list[ZooModel]:
         zoo.append(ZooModel(f"mlp-d{dim}-h{hidden}-t{tokens}", _mlp(dim, hidden, 2), (1, tokens, dim)))
     for dim, tokens in ((64, 64), (128, 32), (128, 128), (256, 64)):
         zoo.append(ZooModel(f"attention-d{dim}-t{tokens}", _Attention(dim, dim * 2), (1, tokens, dim)))
+    for dim, heads, tokens in ((64, 2, 64), (128, 4, 96), (192, 6, 48), (256, 8, 32)):
+        zoo.append(ZooModel(f"mha-d{dim}-h{heads}-t{tokens}", _MultiHeadAttention(dim, heads), (1, tokens, dim)))
     for channels, resolution in ((16, 64), (32, 96), (64, 64)):
         zoo.append(ZooModel(f"classifier-c{channels}-r{resolution}", _Classifier(channels), (1, 3, resolution, resolution)))
     for channels, expand, kernel, se, resolution in ((16, 4, 3, True, 96), (24, 6, 5, True, 64), (40, 3, 7, False, 56),

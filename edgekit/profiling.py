@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from edgekit.targets.calibrated import Calibration
 
 __all__ = [
-    "ModuleTiming", "time_module", "build_block_table", "time_subnets", "sample_configs",
+    "ModuleTiming", "time_module", "build_block_table", "time_subnets", "sample_configs", "fit_configs",
     "CalibrationRun", "calibrate_target",
 ]
 
@@ -109,6 +109,16 @@ def sample_configs(space, n: int, seed: int, resolutions: Sequence[int]) -> list
 
     rng = random.Random(seed)
     return [sample(space, rng).replace(r=rng.choice(list(resolutions))) for _ in range(n)]
+
+
+def fit_configs(space, n: int, seed: int, resolutions: Sequence[int]) -> list:
+    """Subnets to fit a block table on: the smallest and largest at the lowest and highest resolution
+    (so the fit spans the whole latency range instead of extrapolating to it), plus ``n`` random ones."""
+    from edgekit.models.ofa import largest, smallest
+
+    low, high = min(resolutions), max(resolutions)
+    ends = [smallest(space, low), smallest(space, high), largest(space, low), largest(space, high)]
+    return ends + sample_configs(space, n, seed, resolutions)
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,12 @@ def features(ops: Iterable[CostLike], peak_tops: float, precision: str) -> np.nd
     group_of = {kind: group for group, kinds in _BYTE_GROUPS.items() for kind in kinds}
     count = 0
     for op in ops:
+        count += 1
+        if op.kind == "view":  # reshapes copy nothing: they cost only their dispatch (the ops term)
+            continue
         if op.kind in ideal:
             ideal[op.kind] += 2.0 * op.macs / (peak_tops * 1e12) * 1e3
         megabytes[group_of.get(op.kind, "movement")] += (op.weight_elems + op.activation_elems) * BYTES_PER_ELEMENT[precision] / 1e6
-        count += 1
     return np.array([*ideal.values(), *megabytes.values(), float(count), 1.0])
 
 

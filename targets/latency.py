@@ -42,7 +42,7 @@ DEFAULT_EFFICIENCY: Mapping[str, Mapping[str, float]] = {
 # Fixed cost per executed op in ms (launch / dispatch), by unit kind (assumptions).
 DEFAULT_OVERHEAD_MS: Mapping[str, float] = {"cpu": 0.004, "gpu": 0.010, "dla": 0.020, "npu": 0.010, "tpu": 0.010}
 # Accelerator compilers fuse element-wise ops and reshapes into the neighbouring compute op.
-_FUSED_ON_ACCELERATORS = ("elementwise", "data_movement")
+_FUSED_ON_ACCELERATORS = ("elementwise", "data_movement", "view")
 
 
 class CostLike(Protocol):
@@ -131,7 +131,7 @@ def predict_ms(
         if op.kind in COMPUTE_KINDS and op.macs:
             compute = 2.0 * op.macs / (peak * 1e12 * efficiency.get(op.kind, 0.3)) * 1e3
         memory = 0.0
-        if bandwidth:
+        if bandwidth and op.kind != "view":  # views move no data
             memory = (op.weight_elems + op.activation_elems) * element_bytes / (bandwidth * 1e9) * 1e3
         compute_total += compute
         memory_total += memory

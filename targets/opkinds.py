@@ -1,15 +1,16 @@
 """Op kinds: the coarse classes the latency models reason about (one efficiency per kind and unit).
 
 Example:
-    >>> op_kind("Conv", depthwise=True), op_kind("MatMul"), op_kind("HardSwish"), op_kind("Reshape")
-    ('depthwise_conv', 'matmul', 'elementwise', 'data_movement')
+    >>> op_kind("Conv", depthwise=True), op_kind("MatMul"), op_kind("HardSwish"), op_kind("Transpose"), op_kind("Reshape")
+    ('depthwise_conv', 'matmul', 'elementwise', 'data_movement', 'view')
 """
 
 from __future__ import annotations
 
 __all__ = ["OP_KINDS", "COMPUTE_KINDS", "op_kind"]
 
-OP_KINDS = ("conv", "depthwise_conv", "matmul", "elementwise", "reduce", "data_movement", "other")
+# "view": ops that runtimes execute without copying data (a new shape over the same buffer).
+OP_KINDS = ("conv", "depthwise_conv", "matmul", "elementwise", "reduce", "data_movement", "view", "other")
 COMPUTE_KINDS = ("conv", "depthwise_conv", "matmul")
 
 _CONV = {"Conv", "ConvTranspose", "QLinearConv", "ConvInteger", "FusedConv", "NhwcConv"}
@@ -26,10 +27,10 @@ _REDUCE = {
     "SimplifiedLayerNormalization", "InstanceNormalization", "GroupNormalization", "ArgMax", "TopK", "CumSum",
 }
 _DATA_MOVEMENT = {
-    "Reshape", "Transpose", "Flatten", "Concat", "Split", "Slice", "Gather", "GatherElements", "Squeeze",
-    "Unsqueeze", "Resize", "Upsample", "Pad", "Expand", "Shape", "Identity", "Tile", "ConstantOfShape",
-    "Range", "DepthToSpace", "SpaceToDepth", "ScatterND", "Trilu",
+    "Transpose", "Concat", "Split", "Slice", "Gather", "GatherElements", "Resize", "Upsample", "Pad", "Expand",
+    "Tile", "ConstantOfShape", "Range", "DepthToSpace", "SpaceToDepth", "ScatterND", "Trilu",
 }
+_VIEW = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape"}
 
 
 def op_kind(op_type: str, depthwise: bool = False) -> str:
@@ -37,7 +38,7 @@ def op_kind(op_type: str, depthwise: bool = False) -> str:
     if op_type in _CONV:
         return "depthwise_conv" if depthwise else "conv"
     for kind, members in (("matmul", _MATMUL), ("elementwise", _ELEMENTWISE), ("reduce", _REDUCE),
-                          ("data_movement", _DATA_MOVEMENT)):
+                          ("data_movement", _DATA_MOVEMENT), ("view", _VIEW)):
         if op_type in members:
             return kind
     return "other"

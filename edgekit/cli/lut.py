@@ -27,14 +27,14 @@ def build_command(
     """Time every distinct block of a space on this host, then fit the table to whole subnets."""
     from edgekit.models.ofa import get_space
     from edgekit.models.ofa.blocks import subnet_blocks
-    from edgekit.profiling import build_block_table, sample_configs, time_subnets
+    from edgekit.profiling import build_block_table, fit_configs, time_subnets
     from edgekit.targets.predictor import table_file, tables_dir
 
     space_obj = get_space(space)
     chosen = [int(r) for r in resolutions.split(",")] if resolutions else list(space_obj.resolutions)
     with progress(not as_json) as say:
         raw = build_block_table(space_obj, chosen, threads=threads, runs=runs, progress=say)
-        configs = sample_configs(space_obj, fit_subnets, seed, chosen)
+        configs = fit_configs(space_obj, fit_subnets, seed, chosen)
         timings = time_subnets(space_obj, configs, threads=threads, runs=runs, progress=say)
     fitted = raw.fit([[b.key for b in subnet_blocks(c, space_obj)] for c in configs], [t.stats.p50_ms for t in timings])
     path = table_file(tables_dir(), space, "host", "fp32", threads)

@@ -170,7 +170,7 @@ def block_ops(spec: BlockSpec) -> list[OpCost]:
     elif spec.kind == "AvgPool2D":
         ops.append(OpCost("reduce", 0, 0, spec.in_ch * spec.in_hw ** 2 + spec.in_ch))
     elif spec.kind == "Logits":
-        ops += [OpCost("data_movement", 0, 0, 2 * spec.in_ch),
+        ops += [OpCost("view", 0, 0, 2 * spec.in_ch),
                 OpCost("matmul", spec.in_ch * spec.out_ch, spec.in_ch * spec.out_ch + spec.out_ch, spec.in_ch + spec.out_ch)]
     else:
         assert spec.kind == "expanded_conv", spec.kind
