@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     held = float(np.mean([r["held"] for r in rows]) * 100)
     search = [r["search_s"] for r in rows]
     gaps = [r["gap_points"] for r in rows if r["gap_points"] is not None]  # positive: brute force found better
-    print(f"budget held in {held:.0f}% of cases; search median {np.median(search):.2f} s, max {max(search):.2f} s "
+    print(f"budget held in {held:.0f}% of cases (search margin {100 * selection.margin:g}%); search median {np.median(search):.2f} s, max {max(search):.2f} s "
           f"(anchor: once-for-all's tutorial 22 s); accuracy gap to brute force: median {np.median(gaps):+.2f}, "
           f"worst {max(gaps):+.2f} points (goal <= 0.2)")
     out = write_result("selection", {"threads": 1, "space": space.name, "budgets": rows, "held_pct": held,

@@ -55,22 +55,23 @@ def test_subnet_latency_equals_the_roofline_over_all_ops():
         assert model.predict(config) == pytest.approx(predict_ms(ops, rpi, "cpu", "fp32").ms)
 
 
-@pytest.mark.parametrize("budget", [0.6, 0.75, 1.0])
+@pytest.mark.parametrize("budget", [0.65, 0.75, 1.0])
 def test_search_meets_the_budget_and_matches_brute_force(predictor, budget):
     jetson = load_target("jetson")
     selection = select(SPACE, jetson, budget, predictor, seed=0, unit="gpu", precision="fp16")
     best = selection.result.best
-    assert best.latency_ms <= budget and selection.result.seconds < 5
+    assert best.latency_ms * (1 + selection.margin) <= budget and selection.result.seconds < 5
     latency = SubnetLatency(SPACE, jetson, "gpu", "fp16")
     rng = random.Random(123)
     pool = [sample(SPACE, rng) for _ in range(3000)]
-    feasible = [c for c in pool if latency.predict(c) <= budget]
+    feasible = [c for c in pool if latency.predict(c) * (1 + selection.margin) <= budget]
     brute = max(predictor.predict(feasible, SPACE, "fp16"))
     assert best.accuracy >= brute - 0.002
 
 
 def test_nothing_fits_names_the_fastest(predictor):
-    with pytest.raises(NoFeasibleCandidate, match=r"no candidate meets 0\.01 ms and 8000 MB: the fastest is \d+\.\d+ ms") as info:
+    with pytest.raises(NoFeasibleCandidate, match=r"no candidate meets 0\.01 ms and 8000 MB \(with a 10% margin for "
+                       r"prediction error\): the fastest is \d+\.\d+ ms") as info:
         select(SPACE, load_target("jetson"), 0.01, predictor)
     assert info.value.fastest.latency_ms > 0.01
 

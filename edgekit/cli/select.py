@@ -49,6 +49,7 @@ def select_command(
     unit: Optional[str] = typer.Option(None, "--unit", help="Restrict to one unit: gpu, cpu, npu, dla0, ..."),
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | int8."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search."),
+    margin: float = typer.Option(0.1, "--margin", help="Predicted latency must fit budget / (1 + margin)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: 1 on host, all cores elsewhere)."),
     predictor: Optional[Path] = typer.Option(None, "--accuracy-predictor", help="A predictor path stem (default: shipped)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the Pareto front with the budget line as PNG."),
@@ -62,7 +63,7 @@ def select_command(
     with progress(not as_json) as say:
         say(f"searching {model} for {resolved.name} under {budget_ms:g} ms")
         family, selection = run_selection(model, resolved, budget_ms, memory_mb=memory_mb, unit=unit, precision=precision,
-                                          seed=seed, threads=threads, predictor_path=predictor)
+                                          seed=seed, threads=threads, predictor_path=predictor, margin=margin)
     data = selection_json(family, resolved, selection)
     if plot is not None:
         _plot(plot, data)
@@ -75,7 +76,7 @@ def select_command(
                   f"accuracy {100 * best['accuracy']:.2f}% (predicted), {best['memory_mb']:.1f} MB")
         out.print(f"subnet: {__import__('json').dumps(best['config'], separators=(',', ':'))}")
         rows = [[f"{c['latency_ms']:.3f}", f"{100 * c['accuracy']:.2f}", f"{c['unit']}/{c['precision']}", c["config"]["r"],
-                 "yes" if c["latency_ms"] <= budget_ms else ""] for c in data["pareto"]]
+                 "yes" if c["latency_ms"] * (1 + margin) <= budget_ms else ""] for c in data["pareto"]]
         step = max(1, len(rows) // 15)
         out.print(table("Pareto front (predicted)", ["ms", "acc %", "unit/precision", "res", "fits"], rows[::step]))
         search = data["search"]

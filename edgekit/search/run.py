@@ -16,7 +16,7 @@ __all__ = ["run_selection", "selection_json"]
 
 def run_selection(model: str | None, target, budget_ms: float, *, memory_mb: float | None = None,
                   unit: str | None = None, precision: str = "auto", seed: int = 0, threads: int | None = None,
-                  writable_only: bool = False, predictor_path: Path | None = None):
+                  writable_only: bool = False, predictor_path: Path | None = None, margin: float = 0.1):
     """Search the family of ``model`` for ``target``; returns (family, Selection).
 
     CPU predictions default to 1 thread on the host (as edgekit measures there) and all cores elsewhere.
@@ -28,7 +28,7 @@ def run_selection(model: str | None, target, budget_ms: float, *, memory_mb: flo
     threads = threads if threads is not None else (1 if target.name == "host" else None)
     selection = select(family.space, target, budget_ms, family.predictor(predictor_path), memory_limit_mb=memory_mb,
                        unit=unit, precision=precision, seed=seed, threads=threads, writable_only=writable_only,
-                       tables=family.tables(target, threads))
+                       tables=family.tables(target, threads), margin=margin)
     return family, selection
 
 
@@ -44,6 +44,7 @@ def selection_json(family, target, selection) -> dict:
     return {
         "model": family.name, "space": family.space.name, "target": target.name,
         "budget_ms": selection.budget.latency_ms, "memory_limit_mb": selection.budget.memory_mb, "threads": selection.threads,
+        "margin": selection.margin,
         "best": {**candidate(best), "latency_source": selection.sources[best.option], "accuracy_source": "predicted"},
         "pareto": [candidate(c) for c in selection.result.pareto],
         "search": {"evaluated": selection.result.evaluated, "generations": selection.result.generations,
