@@ -13,7 +13,7 @@ def test_build_then_list_then_predict(tmp_path, monkeypatch, capsys):
                  "--runs", "5", "--json"])
     assert code == 0
     built = json.loads(capsys.readouterr().out)
-    assert built["blocks"] == 69 and built["fitted_on"] == 3
+    assert built["blocks"] == 69 and built["fitted_on"] == 3 + 4  # 3 random + the smallest and largest at both ends
 
     from edgekit.models.ofa import get_space, sample
     from edgekit.models.ofa.blocks import subnet_blocks
