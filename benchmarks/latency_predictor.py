@@ -33,18 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # for tests.fixtures; appended so an installed edgekit wins
 
 
-def kendall_tau(a, b) -> float:
-    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
-    a, b = np.asarray(a), np.asarray(b)
-    da = np.sign(a[:, None] - a[None, :])
-    db = np.sign(b[:, None] - b[None, :])
-    upper = np.triu_indices(len(a), 1)
-    s = (da * db)[upper].sum()
-    ta, tb = (da[upper] != 0).sum(), (db[upper] != 0).sum()
-    return float(s / np.sqrt(ta * tb)) if ta and tb else float("nan")
-
-
 def score(pred, meas) -> dict:
+    from edgekit.search.accuracy import kendall_tau
+
     pred, meas = np.asarray(pred, float), np.asarray(meas, float)
     err = (pred - meas) / meas
     return {

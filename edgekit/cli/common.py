@@ -10,12 +10,10 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["out", "err", "emit", "progress", "table", "human_bytes", "JSON_OPTION"]
+__all__ = ["out", "err", "emit", "progress", "table", "human_bytes"]
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-
-JSON_OPTION = "--json"
 
 
 def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:

@@ -32,7 +32,7 @@ from torch import nn
 from edgekit.runtimes.bundle import atomic_write_text
 from edgekit.runtimes.errors import UsageError
 
-__all__ = ["AccuracyPredictor", "FitReport", "encode"]
+__all__ = ["AccuracyPredictor", "FitReport", "encode", "kendall_tau"]
 
 
 def encode(configs: Sequence, space) -> np.ndarray:
@@ -57,7 +57,9 @@ def _mlp(inputs: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
-def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b of two score vectors (ties count as neither concordant nor discordant)."""
+    a, b = np.asarray(a), np.asarray(b)
     da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])
     upper = np.triu_indices(len(a), 1)
     ta, tb = (da[upper] != 0).sum(), (db[upper] != 0).sum()
@@ -140,7 +142,7 @@ class AccuracyPredictor:
         predictor = cls(space.name, network, mean, std, hidden)
         predicted = predictor.predict([configs[i] for i in test], space)
         truth = np.asarray(accuracies, np.float64)[test]
-        report = FitReport(len(train), len(test), float(np.sqrt(np.mean((predicted - truth) ** 2))), _kendall_tau(predicted, truth))
+        report = FitReport(len(train), len(test), float(np.sqrt(np.mean((predicted - truth) ** 2))), kendall_tau(predicted, truth))
         predictor.report = report
         return predictor, report
 

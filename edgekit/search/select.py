@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.exporters.formats import FORMATS
+from edgekit.models.ofa import smallest
 from edgekit.models.ofa.blocks import block_ops
 from edgekit.runtimes.errors import EdgekitError, TargetError, UsageError
 
@@ -133,7 +134,7 @@ def select(
         try:
             table = (tables or {}).get(option.precision)
             model = SubnetLatency(space, target, option.unit, option.precision, threads, table=table, directory=directory)
-            model.predict(space_smallest(space))
+            model.predict(smallest(space))
         except TargetError as exc:
             skipped.append(f"{option}: {exc}")
             continue
@@ -143,7 +144,7 @@ def select(
         raise EdgekitError(f"no option of {target.name} can be predicted: " + "; ".join(skipped))
     memory = SubnetMemory(space)
     if budget.memory_mb is not None:
-        smallest_mb = min(memory.mb(space_smallest(space), o.precision) for o in options)
+        smallest_mb = min(memory.mb(smallest(space), o.precision) for o in options)
         if smallest_mb > budget.memory_mb:
             raise UsageError(f"--memory-mb {budget.memory_mb:g} is below the smallest model ({smallest_mb:.1f} MB)")
 
@@ -162,9 +163,3 @@ def select(
             f"{fastest.latency_ms:.3f} ms ({fastest.option}, smallest subnet at {fastest.config.r}px, "
             f"{fastest.memory_mb:.1f} MB)", fastest) from None
     return Selection(result, {o: models[o].source for o in options}, tuple(skipped), threads, budget, margin)
-
-
-def space_smallest(space):
-    from edgekit.models.ofa import smallest
-
-    return smallest(space)
