@@ -145,6 +145,22 @@ def _measure_on_host(path: Path, source: ModelSource, runs: int, threads: int) -
     }
 
 
+def _predict_on_target(path: Path, target, precision: str) -> dict[str, Any] | None:
+    """The target's predicted latency on its default unit (calibrated or modeled), unless it is the host
+    (measured instead) or the unit does not run this precision or has no published peak."""
+    from edgekit.exporters.graph_stats import graph_stats
+    from edgekit.targets.predictor import predict_model
+
+    unit = target.unit(target.default_unit)
+    if target.name == "host" or precision not in unit.precisions:
+        return None
+    prediction = predict_model(graph_stats(path).nodes, target, unit.name, precision)
+    if prediction.ms is None:
+        return None
+    return {"source": prediction.source, "device": target.name, "unit": unit.name, "runtime": unit.runtime,
+            "batch": 1, "ms": round(prediction.ms, 4), "notes": list(prediction.notes)}
+
+
 def _calibration_samples(request: ExportRequest, source: ModelSource, n: int, seed: int) -> tuple[list[dict], str]:
     """Calibration feeds: the family's data (which honours ``--calib-data``), else the ``--calib-data``
     file, else random normal inputs (labelled as such in the manifest)."""
@@ -279,6 +295,9 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
         if request.measure_runs > 0:
             say("measuring latency on this host")
             latency.append(_measure_on_host(stage.path / file_name, source, request.measure_runs, request.threads))
+        predicted = _predict_on_target(artifact.path, target, request.precision)
+        if predicted is not None:
+            latency.append(predicted)
         manifest = Manifest(
             target=target.name,
             format=fmt,

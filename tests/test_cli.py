@@ -130,3 +130,12 @@ def test_console_script_exit_code():
     result = subprocess.run([sys.executable, "-m", "edgekit", "targets", "show", "jetsn"], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: unknown target 'jetsn'; did you mean 'jetson'? (see: edgekit targets list)"
+
+
+def test_export_records_the_targets_predicted_latency_labelled(tmp_path, capsys):
+    code, stdout, _ = run_cli(capsys, "export", "--model", "tests.fixtures.tiny_models:tiny_cnn", "--target", "jetson",
+                              "--out", str(tmp_path / "b"), "--bench-runs", "0", "--json")
+    assert code == 0
+    (entry,) = json.loads(stdout)["manifest"]["latency"]
+    assert entry["device"] == "jetson-orin-nano" and entry["unit"] == "gpu" and entry["source"] == "modeled"
+    assert entry["ms"] > 0

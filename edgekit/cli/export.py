@@ -82,8 +82,12 @@ def export_command(
             if "chosen" in variant:
                 out.print(f"int8 configuration: {variant['chosen']} (fastest within error of the best, measured here)")
         for item in manifest.latency:
-            out.print(f"latency: {item['ms']:.3f} ms p50 ({item['source']} on {item['device']}, {item['runtime']}, "
-                      f"{item['threads']} thread(s), batch {item['batch']})")
+            if item["source"] == "measured":
+                out.print(f"latency: {item['ms']:.3f} ms p50 (measured on {item['device']}, {item['runtime']}, "
+                          f"{item['threads']} thread(s), batch {item['batch']})")
+            else:
+                out.print(f"latency on {item['device']} {item['unit']} ({item['runtime']}): {item['ms']:.3f} ms "
+                          f"({item['source']}, batch {item['batch']})")
         search = manifest.extra.get("search")
         if search:
             best = search["best"]
@@ -94,7 +98,7 @@ def export_command(
                 out.print(f"budget {'held' if search['budget_held'] else 'MISSED'}: measured {search['measured_ms']:.3f} ms "
                           f"on this host vs {search['budget_ms']:g} ms")
         if not any(item.get("device") == manifest.target for item in manifest.latency):
-            out.print(f"latency on {manifest.target}: not measured")
+            out.print(f"latency on {manifest.target}: no prediction (its default unit has no published peak)")
 
     emit({"bundle": str(result.path), "manifest": manifest.to_json()}, as_json, render)
 
