@@ -1,8 +1,8 @@
 """Latency-constrained selection on the host, end to end, against brute force.
 
-1. Measured latency tables for the shipped space on this host at 1 thread: a block table for fp32
-   (``edgekit lut build``) and a per-op calibration for int8 (``edgekit calibrate --precision int8``),
-   so neither precision is predicted from assumptions.
+1. Measured block tables for the shipped space on this host at 1 thread, for fp32 and for int8
+   (``edgekit lut build --precision P``: every block exported, converted and timed, then fitted to
+   whole subnets), so neither precision is predicted from assumptions.
 2. For 10 budgets spread over the feasible range: search (time it), export the chosen subnet x
    precision through the real pipeline, measure the bundle on this host (1 thread), and compare the
    chosen candidate's predicted accuracy with the best of 5,000 random subnets under the same budget
@@ -48,12 +48,12 @@ def main(argv=None) -> int:
     from edgekit.models.ofa.train import evaluate_subnet
     from edgekit.models.registry import ModelRequest
     from edgekit.pipeline import ExportRequest, export_bundle
-    from edgekit.profiling import build_block_table, calibrate_target, fit_configs, time_subnets
+    from edgekit.profiling import build_block_table, fit_configs, time_subnets
     from edgekit.search.family import searchable
     from edgekit.search.latency import SubnetLatency
     from edgekit.search.select import select
     from edgekit.targets import load_target
-    from edgekit.targets.predictor import calibration_file, table_file, tables_dir
+    from edgekit.targets.predictor import table_file, tables_dir
 
     started = time.time()
 
@@ -64,19 +64,17 @@ def main(argv=None) -> int:
     family = searchable("ofa-mbv3")
     space = family.space
     predictor = family.predictor()
-    log("building the fp32 block table")
-    table = build_block_table(space, space.resolutions, threads=1, runs=args.runs)
-    configs = fit_configs(space, args.fit_subnets, 0, space.resolutions)
-    timings = time_subnets(space, configs, threads=1, runs=args.runs)
-    table = table.fit([[b.key for b in subnet_blocks(c, space)] for c in configs], [t.stats.p50_ms for t in timings])
-    path = table_file(tables_dir(), space.name, "host", "fp32", 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.save(path)
-    log("calibrating int8 on the zoo")
-    calibration = calibrate_target(host, precision="int8", threads=1, runs=args.runs).calibration
-    cal_path = calibration_file(tables_dir(), "host", "cpu", "int8", 1)
-    cal_path.parent.mkdir(parents=True, exist_ok=True)
-    calibration.save(cal_path)
+    tables = {}
+    for precision in ("fp32", "int8"):
+        log(f"building the {precision} block table")
+        raw = build_block_table(space, space.resolutions, threads=1, runs=args.runs, precision=precision)
+        configs = fit_configs(space, args.fit_subnets, 0, space.resolutions)
+        timings = time_subnets(space, configs, threads=1, runs=args.runs, precision=precision)
+        table = raw.fit([[b.key for b in subnet_blocks(c, space)] for c in configs], [t.stats.p50_ms for t in timings])
+        path = table_file(tables_dir(), space.name, "host", precision, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.save(path)
+        tables[precision] = table
 
     models = {p: SubnetLatency(space, host, "cpu", p, 1, table=family.tables(host, 1).get(p)) for p in ("fp32", "int8")}
     low = min(m.predict(smallest(space)) for m in models.values())
@@ -110,7 +108,7 @@ def main(argv=None) -> int:
                      "held": bool(measured <= budget), "predicted_accuracy": float(best.accuracy),
                      "brute_force_accuracy": brute, "gap_points": None if brute is None else 100 * (brute - best.accuracy),
                      "measured_accuracy": accuracy})
-    print_table("selection on this host, 1 thread (latency: fp32 block table / int8 calibrated; accuracy: predictor)",
+    print_table("selection on this host, 1 thread (latency: measured fp32 and int8 block tables; accuracy: predictor)",
                 ["budget ms", "search s", "choice", "predicted ms", "measured ms", "held", "pred acc %", "brute acc %",
                  "gap pts", "measured acc %"],
                 [[f"{r['budget_ms']:.3f}", f"{r['search_s']:.2f}", f"{r['precision']} r{r['r']}", f"{r['predicted_ms']:.3f}",
@@ -126,8 +124,9 @@ def main(argv=None) -> int:
           f"worst {max(gaps):+.2f} points (goal <= 0.2)")
     out = write_result("selection", {"threads": 1, "space": space.name, "budgets": rows, "held_pct": held,
                                      "search_s_median": float(np.median(search)), "gap_points_worst": float(max(gaps)),
-                                     "block_table": {"blocks": len(table.entries), "scale": table.scale, "intercept_ms": table.intercept_ms},
-                                     "int8_calibration": calibration.to_json(), "seconds": time.time() - started})
+                                     "block_tables": {p: {"blocks": len(t.entries), "scale": t.scale, "intercept_ms": t.intercept_ms}
+                                                      for p, t in tables.items()},
+                                     "seconds": time.time() - started})
     print(f"wrote {out} ({time.time() - started:.0f} s)")
     return 0
 

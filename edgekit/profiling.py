@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ModuleTiming", "time_module", "build_block_table", "time_subnets", "sample_configs", "fit_configs",
-    "CalibrationRun", "calibrate_target",
+    "CalibrationRun", "calibrate_target", "precision_variant",
 ]
 
 Progress = Callable[[str], None]
@@ -47,17 +47,40 @@ class ModuleTiming:
     macs: int
 
 
+def precision_variant(path: Path, spec: Sequence[TensorSpec], precision: str) -> Path:
+    """The fp32 ONNX file at ``path`` as ``precision`` (written beside it), for timing: int8 static QDQ
+    with the setting the export pipeline most often picks here (uint8 activations, reduce_range) and a
+    few random calibration samples (timing does not depend on the scales), or fp16."""
+    import numpy as np
+
+    from edgekit.exporters.quantize import Int8Candidate, convert_fp16, quantize_int8
+
+    if precision == "fp32":
+        return path
+    if precision == "fp16":
+        return convert_fp16(path, path.with_suffix(".fp16.onnx"))
+    assert precision == "int8", precision
+    rng = np.random.default_rng(0)
+    calib = [{s.name: rng.standard_normal(s.concrete({})).astype(np.float32) for s in spec} for _ in range(4)]
+    return quantize_int8(path, path.with_suffix(".int8.onnx"), calib, spec, candidates=(Int8Candidate("uint8", True),),
+                         bench_runs=2).path
+
+
 def time_module(
     module: torch.nn.Module, input_shape: Sequence[int], *, threads: int = 1, warmup: int = 10, runs: int = 50,
-    work_dir: Path | None = None,
+    work_dir: Path | None = None, precision: str = "fp32",
 ) -> ModuleTiming:
-    """Export ``module`` for a fixed input shape and time it in onnxruntime on this host."""
+    """Export ``module`` for a fixed input shape (as ``precision``) and time it in onnxruntime here.
+
+    ``ops`` describe the fp32 graph, which is what the latency models predict from at every precision.
+    """
     spec = (TensorSpec("input", tuple(input_shape), "float32"),)
     example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         path = Path(tmp) / "module.onnx"
         export_onnx(module.eval(), spec, (example,), path)
         stats = graph_stats(path)
+        path = precision_variant(path, spec, precision)
         session = OrtSession(path, threads=threads, inputs=spec)
         feeds = {"input": example.numpy()}
         timing = measure_latency(session, feeds, warmup=warmup, runs=runs)
@@ -66,7 +89,7 @@ def time_module(
 
 def build_block_table(
     space, resolutions: Iterable[int], *, target: str = "host", threads: int = 1, warmup: int = 10, runs: int = 40,
-    progress: Progress | None = None,
+    progress: Progress | None = None, precision: str = "fp32",
 ) -> BlockTable:
     """Time every distinct block of ``space`` at ``resolutions`` alone; the table's fit comes later."""
     import onnxruntime
@@ -80,14 +103,16 @@ def build_block_table(
     for index, spec in enumerate(specs):
         say(f"timing block {index + 1}/{len(specs)}: {spec.key}")
         module, shape = build_block(spec, space)
-        entries[spec.key] = time_module(module, shape, threads=threads, warmup=warmup, runs=runs).stats.p50_ms
+        entries[spec.key] = time_module(module, shape, threads=threads, warmup=warmup, runs=runs,
+                                        precision=precision).stats.p50_ms
     meta = {"space": space.name, "resolutions": sorted(set(resolutions)), "warmup": warmup, "runs": runs,
             "onnxruntime": onnxruntime.__version__}
-    return BlockTable(target, "onnxruntime", "fp32", threads, entries, meta=meta)
+    return BlockTable(target, "onnxruntime", precision, threads, entries, meta=meta)
 
 
 def time_subnets(
     space, configs: Sequence, *, threads: int = 1, warmup: int = 10, runs: int = 40, progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> list[ModuleTiming]:
     """Materialize each config from a randomly initialised supernet and time the whole subnet."""
     from edgekit.models.ofa import OFASupernet, materialize
@@ -99,7 +124,7 @@ def time_subnets(
     for index, config in enumerate(configs):
         say(f"timing subnet {index + 1}/{len(configs)}")
         timings.append(time_module(materialize(supernet, config), (1, 3, config.r, config.r),
-                                   threads=threads, warmup=warmup, runs=runs))
+                                   threads=threads, warmup=warmup, runs=runs, precision=precision))
     return timings
 
 
@@ -139,7 +164,6 @@ def calibrate_target(
     import numpy as np
 
     from edgekit.calibration_zoo import calibration_zoo
-    from edgekit.exporters.quantize import Int8Candidate, convert_fp16, quantize_int8
     from edgekit.runtimes.errors import UsageError
     from edgekit.targets.calibrated import fit_calibration
     from edgekit.targets.profile import profile_model
@@ -155,7 +179,6 @@ def calibrate_target(
         raise UsageError(f"calibrating {target.name} needs measurements on the device: pass --agent URL --token T")
     zoo = calibration_zoo()
     ops_list, measured = [], []
-    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="edgekit-calibrate-") as tmp:
         for index, model in enumerate(zoo):
             say(f"measuring {index + 1}/{len(zoo)}: {model.name}")
@@ -163,12 +186,7 @@ def calibrate_target(
             spec = (TensorSpec("input", model.input_shape, "float32"),)
             export_onnx(model.module, spec, (torch.randn(*model.input_shape),), path)
             ops_list.append(graph_stats(path).nodes)
-            if precision == "int8":
-                calib = [{"input": rng.standard_normal(model.input_shape).astype(np.float32)} for _ in range(8)]
-                path = quantize_int8(path, Path(tmp) / f"{model.name}.int8.onnx", calib, spec,
-                                     candidates=(Int8Candidate("uint8", True),), bench_runs=3).path
-            elif precision == "fp16":
-                path = convert_fp16(path, Path(tmp) / f"{model.name}.fp16.onnx")
+            path = precision_variant(path, spec, precision)
             if agent is None:
                 result = profile_model(path, threads=threads, warmup=warmup, runs=runs)
             else:

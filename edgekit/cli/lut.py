@@ -20,6 +20,7 @@ def build_command(
     resolutions: Optional[str] = typer.Option(None, "--resolutions", help="Comma-separated; default: all of the space's."),
     fit_subnets: int = typer.Option(12, "--fit-subnets", help="Whole subnets timed to fit scale and intercept."),
     threads: int = typer.Option(1, "--threads", help="Intra-op threads."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | int8 (blocks exported and converted)."),
     runs: int = typer.Option(40, "--runs", help="Timed runs per block."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fitting subnets."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -33,14 +34,14 @@ def build_command(
     space_obj = get_space(space)
     chosen = [int(r) for r in resolutions.split(",")] if resolutions else list(space_obj.resolutions)
     with progress(not as_json) as say:
-        raw = build_block_table(space_obj, chosen, threads=threads, runs=runs, progress=say)
+        raw = build_block_table(space_obj, chosen, threads=threads, runs=runs, progress=say, precision=precision)
         configs = fit_configs(space_obj, fit_subnets, seed, chosen)
-        timings = time_subnets(space_obj, configs, threads=threads, runs=runs, progress=say)
+        timings = time_subnets(space_obj, configs, threads=threads, runs=runs, progress=say, precision=precision)
     fitted = raw.fit([[b.key for b in subnet_blocks(c, space_obj)] for c in configs], [t.stats.p50_ms for t in timings])
-    path = table_file(tables_dir(), space, "host", "fp32", threads)
+    path = table_file(tables_dir(), space, "host", precision, threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     fitted.save(path)
-    data = {"file": str(path), "blocks": len(fitted.entries), "scale": fitted.scale, "intercept_ms": fitted.intercept_ms,
+    data = {"file": str(path), "precision": precision, "blocks": len(fitted.entries), "scale": fitted.scale, "intercept_ms": fitted.intercept_ms,
             "fitted_on": fitted.fitted_on, "resolutions": chosen}
     emit(data, as_json, lambda: out.print(
         f"{len(fitted.entries)} blocks measured; subnet = {fitted.scale:.3f} x sum(blocks) + {fitted.intercept_ms:.3f} ms "

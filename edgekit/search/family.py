@@ -43,7 +43,7 @@ class Searchable:
         from edgekit.targets.predictor import tables_dir
 
         found = {}
-        for precision in ("fp32",):
+        for precision in ("fp32", "fp16", "int8"):
             path = table_file(tables_dir(), self.space.name, target.name, precision, threads)
             if path.is_file():
                 found[precision] = BlockTable.load(path)
