@@ -42,3 +42,20 @@ def test_import_rejects_unknown_keys(tmp_path, monkeypatch, capsys):
     bad.write_text("Dense-input:7:\n  mean: 1\n")
     assert main(["lut", "import", str(bad), "--target", "note10"]) == 1
     assert "unknown block key 'Dense-input:7'" in capsys.readouterr().err
+
+
+def test_precision_variants_for_timing_are_real_int8_and_fp16(tmp_path):
+    import onnx
+    import torch
+
+    from edgekit.exporters.onnx import export_onnx
+    from edgekit.profiling import precision_variant
+    from edgekit.runtimes.spec import TensorSpec
+
+    spec = (TensorSpec("input", (1, 3, 16, 16)),)
+    export_onnx(torch.nn.Conv2d(3, 8, 3), spec, (torch.randn(1, 3, 16, 16),), tmp_path / "m.onnx")
+    int8 = {n.op_type for n in onnx.load(str(precision_variant(tmp_path / "m.onnx", spec, "int8"))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= int8
+    fp16 = onnx.load(str(precision_variant(tmp_path / "m.onnx", spec, "fp16")))
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
+    assert precision_variant(tmp_path / "m.onnx", spec, "fp32") == tmp_path / "m.onnx"
