@@ -11,10 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import edgekit.runtimes as rt  # noqa: E402
-from edgekit.models.registry import ModelRequest  # noqa: E402
-from edgekit.models.slm.config import SlmConfig, matched_decoder_only  # noqa: E402
-from edgekit.models.slm.model import build_model, save_checkpoint  # noqa: E402
-from edgekit.pipeline import ExportRequest, export_bundle  # noqa: E402
+from edgekit.models.slm.config import SlmConfig  # noqa: E402
 from edgekit.runtimes.errors import InputMismatchError, UsageError  # noqa: E402
 from edgekit.runtimes.generate import GenerationConfig  # noqa: E402
 
@@ -23,19 +20,10 @@ TINY = SlmConfig.encoder_decoder(layers=3, d_model=32, n_heads=2, d_ff=64, max_l
 
 @pytest.fixture(scope="module")
 def lms(tmp_path_factory):
-    base = tmp_path_factory.mktemp("gen")
-    out = {}
-    for name, config in (("encdec", TINY), ("deconly", matched_decoder_only(TINY))):
-        torch.manual_seed(3)
-        model = build_model(config)
-        with torch.no_grad():  # larger weights than the init so that outputs depend on the input
-            for p in model.parameters():
-                if p.dim() >= 2:
-                    p.normal_(0, 0.3)
-        save_checkpoint(model, base / f"{name}.pt")
-        export_bundle(ExportRequest(out=base / name, model=ModelRequest(f"slm:{base / name}.pt"), measure_runs=0))
-        out[name] = rt.load(base / name, threads=1)
-    return out
+    from tests.fixtures.slm import export_tiny_pair
+
+    bundles = export_tiny_pair(tmp_path_factory.mktemp("gen"), TINY, seed=3, weight_std=0.3)
+    return {name: rt.load(path, threads=1) for name, path in bundles.items()}
 
 
 PROMPTS = [[10, 11, 12, 13, 14], [40, 41], [90, 91, 92, 93, 94, 95, 96, 97], [200]]

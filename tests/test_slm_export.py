@@ -28,14 +28,9 @@ TINY = SlmConfig.encoder_decoder(layers=3, d_model=32, n_heads=2, d_ff=64, max_l
 @pytest.fixture(scope="module")
 def slm_bundles(tmp_path_factory):
     """A tiny enc-dec checkpoint and its matched decoder-only baseline, exported through the pipeline."""
-    base = tmp_path_factory.mktemp("slm")
-    bundles = {}
-    for name, config in (("encdec", TINY), ("deconly", matched_decoder_only(TINY))):
-        torch.manual_seed(0)
-        save_checkpoint(build_model(config), base / f"{name}.pt", note="random init")
-        bundles[name] = base / name
-        export_bundle(ExportRequest(out=bundles[name], model=ModelRequest(f"slm:{base / name}.pt"), measure_runs=0))
-    return bundles
+    from tests.fixtures.slm import export_tiny_pair
+
+    return export_tiny_pair(tmp_path_factory.mktemp("slm"), TINY, seed=0)
 
 
 def test_encdec_bundle_layout_and_parity(slm_bundles):
