@@ -57,8 +57,8 @@ def write_result(name: str, data: Mapping[str, Any]) -> Path:
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor()},
         **data,
     }
+    from edgekit.runtimes.bundle import atomic_write_text
+
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     return path

@@ -177,22 +177,12 @@ def _calibration_samples(request: ExportRequest, source: ModelSource, n: int, se
 
 
 def _load_calib_file(path: Path, source: ModelSource, n: int) -> list[dict]:
-    import numpy as np
+    from edgekit.models.registry import load_samples
 
     if len(source.inputs) != 1:
         raise UsageError(f"--calib-data {path}: the model has {len(source.inputs)} inputs; one .npy fits one-input models")
     spec = source.inputs[0]
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--calib-data {path}: not a readable .npy file ({exc})") from exc
-    sample_shape = spec.concrete({}, default=1)[1:]
-    if data.ndim != len(spec.shape) or tuple(data.shape[1:]) != tuple(sample_shape):
-        raise UsageError(
-            f"--calib-data {path}: expected samples shaped (N, {', '.join(map(str, sample_shape))}) for input "
-            f"{spec.name!r}, got {tuple(data.shape)}"
-        )
-    data = data.astype(spec.dtype, copy=False)
+    data = load_samples(path, spec)
     return [{spec.name: data[i : i + 1]} for i in range(min(n, len(data)))]
 
 

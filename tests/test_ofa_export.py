@@ -54,3 +54,13 @@ def test_subnet_errors_name_field_and_choices(subnet, message):
 
     with pytest.raises(SubnetConfigError, match=message):
         SubnetConfig.from_dict(subnet, get_space("ofa-mbv3-w1.0"))
+
+
+def test_ofa_calibration_images_of_the_wrong_shape(tmp_path):
+    from edgekit.models.registry import ModelRequest, resolve_model
+    from edgekit.runtimes.errors import UsageError
+
+    np.save(tmp_path / "calib.npy", np.zeros((4, 3, 32, 32), np.float32))
+    subnet = json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 48})
+    with pytest.raises(UsageError, match=r"expected samples shaped \(N, 3, 48, 48\) for input 'image', got \(4, 3, 32, 32\)"):
+        resolve_model(ModelRequest("ofa-mbv3", subnet=subnet, calib_data=tmp_path / "calib.npy"))

@@ -60,16 +60,10 @@ def _subnet_config(request: ModelRequest, space):
 
 def _calibration_images(request: ModelRequest, space, resolution: int, n: int) -> tuple[np.ndarray | None, str]:
     if request.calib_data is not None:
-        path = Path(request.calib_data)
-        try:
-            images = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--calib-data {path}: not a readable .npy file ({exc})") from exc
-        expected = (space.in_channels, resolution, resolution)
-        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise UsageError(f"--calib-data {path}: expected images shaped (N, {', '.join(map(str, expected))}), "
-                             f"got {tuple(images.shape)}")
-        return images[:n].astype(np.float32), f"--calib-data {path.name}"
+        from .registry import load_samples
+
+        images = load_samples(Path(request.calib_data), space.input_spec(resolution))
+        return images[:n], f"--calib-data {Path(request.calib_data).name}"
     if space.name in ("ofa-mbv3-shapes", "ofa-mbv3-tiny"):
         from edgekit.models.ofa import calibration_images
 
@@ -103,10 +97,11 @@ def ofa_source(request: ModelRequest) -> ModelSource:
         "bn_recalibration": f"{len(images)} images of {data_name}" if images is not None else "none (no calibration data)",
     }
     has_data = space.name in ("ofa-mbv3-shapes", "ofa-mbv3-tiny")
-    example = __import__("torch").from_numpy(images[:1]) if images is not None else None
-    if example is None:
-        import torch
+    import torch
 
+    if images is not None:
+        example = torch.from_numpy(images[:1])
+    else:
         example = torch.randn(1, space.in_channels, config.r, config.r, generator=torch.Generator().manual_seed(0))
     return ModelSource(
         module=module.eval(), inputs=(spec,), example_inputs=(example,), name=f"ofa-mbv3 ({space.name})",

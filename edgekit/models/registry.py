@@ -26,7 +26,7 @@ from torch import nn
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.spec import TensorSpec
 
-__all__ = ["ModelRequest", "ModelSource", "resolve_model", "parse_shape", "BUILTINS", "DEFAULT_MODEL"]
+__all__ = ["ModelRequest", "ModelSource", "resolve_model", "parse_shape", "load_samples", "BUILTINS", "DEFAULT_MODEL"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,32 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(d < 1 for d in shape):
         raise UsageError(f"--input-shape {text!r}: expected comma-separated positive integers such as 1,3,224,224")
     return shape
+
+
+def load_samples(path: Path, spec: TensorSpec):
+    """``--calib-data``: a .npy of samples stacked on the first axis, each shaped like one ``spec`` item.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+        >>> np.save(f, np.zeros((5, 3, 8, 8)))
+        >>> load_samples(f, TensorSpec("image", ("batch", 3, 8, 8))).shape
+        (5, 3, 8, 8)
+    """
+    import numpy as np
+
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--calib-data {path}: not a readable .npy file ({exc})") from exc
+    sample_shape = spec.concrete({}, default=1)[1:]
+    if data.ndim != len(spec.shape) or tuple(data.shape[1:]) != tuple(sample_shape):
+        raise UsageError(
+            f"--calib-data {path}: expected samples shaped (N, {', '.join(map(str, sample_shape))}) for input "
+            f"{spec.name!r}, got {tuple(data.shape)}"
+        )
+    return data.astype(spec.dtype, copy=False)
 
 
 def _image_source(module: nn.Module, shape: tuple[int, ...], name: str, provenance: Mapping[str, Any]) -> ModelSource:
