@@ -1,7 +1,7 @@
 """edgekit: export, select and run models on edge devices within a latency budget.
 
 Importing ``edgekit`` is cheap: subpackages (``edgekit.runtimes``, ``edgekit.exporters``,
-``edgekit.targets``) load only when used.
+``edgekit.targets``) load only when used, and the version is a constant (no importlib.metadata).
 
 Example:
     >>> import edgekit
@@ -11,11 +11,6 @@ Example:
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("edgekit")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
+from ._version import __version__
 
 __all__ = ["__version__"]

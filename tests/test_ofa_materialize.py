@@ -1,10 +1,10 @@
-"""materialize(): parity with the supernet, no shared state, speed, and analytic cost vs the ONNX graph."""
+"""materialize(): parity with the supernet, no shared state, and analytic cost vs the ONNX graph.
+
+Its speed is measured in benchmarks/ofa_extract.py, not asserted here."""
 
 from __future__ import annotations
 
 import random
-import statistics
-import time
 
 import pytest
 import torch
@@ -85,18 +85,6 @@ def test_kernel_transform_is_used(shapes_net):
     full = shapes_net.blocks[0].dw.conv.weight
     plain_crop = full[: sub.blocks[0].dw.conv.out_channels, :, 2:5, 2:5]
     assert not torch.allclose(sub.blocks[0].dw.conv.weight, plain_crop)  # matrices are not identity here
-
-
-def test_extraction_time_under_50ms(w10_net):
-    space = w10_net.space
-    configs = [largest(space)] + _configs(space, 20, seed=9)
-    times = []
-    for cfg in configs:
-        start = time.perf_counter()
-        materialize(w10_net, cfg)
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.050, times
-    assert min(times[:3]) < 0.050, times
 
 
 def _onnx_macs(model: nn.Module, resolution: int, tmp_path) -> int:

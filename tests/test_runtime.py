@@ -136,3 +136,13 @@ def test_importing_runtimes_stays_light():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_importing_runtimes_skips_package_metadata():
+    """Cold start: importlib.metadata cost ~30 ms of `import edgekit.runtimes` (benchmarks/cold_start.py)."""
+    code = (
+        "import sys, edgekit, edgekit.runtimes\n"
+        "assert 'importlib.metadata' not in sys.modules, 'importlib.metadata imported'\n"
+        "assert edgekit.__version__.count('.') >= 2, edgekit.__version__\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
