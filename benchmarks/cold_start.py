@@ -59,10 +59,11 @@ def _run(code: str, arg: str) -> tuple[float, float]:
 
 
 def _default_bundle(work: Path) -> Path:
-    from edgekit.pipeline import ExportRequest, export_bundle
-
+    """Export in a child process: a child's peak RSS counts its parent's pages from before exec, so this
+    process must never hold torch."""
     out = work / "bundle"
-    export_bundle(ExportRequest(out=out, measure_runs=0))
+    subprocess.run([sys.executable, "-m", "edgekit", "export", "--out", str(out), "--bench-runs", "0", "--json"],
+                   check=True, stdout=subprocess.DEVNULL)
     return out
 
 

@@ -1,6 +1,6 @@
 """Shared by the benchmark scripts: interleaved timing, a printed table, and a JSON result file.
 
-Timing discipline (see ENVIRONMENT.md): fixed thread counts, warm-up, and interleaved rounds so that
+Timing discipline (docs/ARCHITECTURE.md, "Measuring"): fixed thread counts, warm-up, and interleaved rounds so that
 noise from the shared machine hits every contender alike; report medians and ratios.
 """
 

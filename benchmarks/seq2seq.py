@@ -136,7 +136,7 @@ def part_a(args) -> dict:
     model = transformers.T5ForConditionalGeneration(transformers.T5Config(**T5_CONFIG)).eval()
     with torch.no_grad():
         for p in model.parameters():
-            p.normal_(0, 0.3)  # random init emits one token forever; see ENVIRONMENT.md
+            p.normal_(0, 0.3)  # random init emits one token forever otherwise
     model.save_pretrained(work / "t5")
     export_bundle(ExportRequest(out=work / "bundle", model=ModelRequest(f"hf:{work / 't5'}"), measure_runs=0))
     lm = rt.load(work / "bundle", threads=1)

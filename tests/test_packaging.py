@@ -1,4 +1,4 @@
-"""The wheel carries every module of the four folders and the target profiles (DESIGN.md's trap)."""
+"""The wheel carries every module of the four folders and the target profiles (docs/ARCHITECTURE.md: a package left out of pyproject drops out of the wheel)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def calibrate_command(
     store_path: Optional[Path] = typer.Option(None, "--store", help="Latency store (default: the user cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Measure ~36 varied networks on the target, fit per-op-kind costs, and save the calibration.
+    """Measure the calibration zoo (varied networks, edgekit/calibration_zoo.py) on the target, fit per-op-kind costs, save them.
 
     Later predictions for this target, unit, precision and thread count are then labelled
     'calibrated' instead of 'modeled'.
