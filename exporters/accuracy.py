@@ -1,5 +1,7 @@
-"""How much a precision variant changes a model: agreement with the fp32 file, and task accuracy
-when labels exist. The pipeline records this in the manifest and refuses a variant that collapses.
+"""How much a step changes a model: a precision variant's agreement with the fp32 file, and held-out
+task accuracy before and after any step that changes numbers (BatchNorm recalibration on user data, a
+precision variant) when labels exist. The pipeline records this in the manifest and refuses a step that
+collapses accuracy.
 
 Example:
     >>> import numpy as np
@@ -21,12 +23,13 @@ import numpy as np
 from edgekit.runtimes.errors import ExportError
 from edgekit.runtimes.spec import TensorSpec
 
-__all__ = ["PrecisionReport", "compare_outputs", "compare_files", "check_not_collapsed"]
+__all__ = ["PrecisionReport", "AccuracyStep", "compare_outputs", "compare_files", "check_not_collapsed", "top1",
+           "run_file"]
 
 
 @dataclass(frozen=True)
 class PrecisionReport:
-    samples: int
+    samples: int  # rows over all runs (first axis), not runs
     mean_rel_error: float
     top1_agreement: float | None  # for outputs shaped (batch, classes)
     accuracy_reference: float | None  # with labels
@@ -45,19 +48,79 @@ class PrecisionReport:
                 "accuracy_drop": self.accuracy_drop, "data": self.data}
 
 
+@dataclass(frozen=True)
+class AccuracyStep:
+    """Held-out top-1 before and after one step that changes a model's numbers.
+
+    Example:
+        >>> step = AccuracyStep("bn_recalibration", "BatchNorm recalibration on --bn-data x.npy", 0.99, 0.242, 512)
+        >>> step.check(max_drop=0.05)
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.ExportError: BatchNorm recalibration on --bn-data x.npy drops held-out top-1 from 99.0% to 24.2% (512 samples; limit 5.0 points); nothing was written
+    """
+
+    step: str  # a short key: "bn_recalibration"
+    label: str  # what the step did, in words (error messages and the CLI summary)
+    before: float  # top-1 of the reference the step is measured against
+    after: float
+    samples: int
+    baseline: str = ""  # what "before" is
+    runtime: str = "torch"
+
+    @property
+    def drop(self) -> float:
+        return self.before - self.after
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "label": self.label, "before": self.before, "after": self.after,
+                "drop": self.drop, "samples": self.samples, "baseline": self.baseline, "runtime": self.runtime}
+
+    def check(self, max_drop: float) -> None:
+        """Raise ExportError, with the numbers, when the step loses more than ``max_drop`` (0.05 = 5 points)."""
+        if self.drop > max_drop:
+            raise ExportError(
+                f"{self.label} drops held-out top-1 from {100 * self.before:.1f}% to {100 * self.after:.1f}% "
+                f"({self.samples} samples; limit {100 * max_drop:.1f} points); nothing was written"
+            )
+
+
+def top1(outputs: Sequence[Mapping[str, np.ndarray]], labels: np.ndarray) -> float:
+    """Top-1 accuracy of the first output of each run (batches of shape (batch, classes)) against ``labels``.
+
+    Example:
+        >>> top1([{"y": np.array([[0.1, 0.9], [0.7, 0.3]])}], np.array([1, 1]))
+        0.5
+    """
+    predictions = np.concatenate([np.asarray(next(iter(out.values()))).argmax(1) for out in outputs])
+    labels = np.asarray(labels).reshape(-1)
+    assert predictions.shape == labels.shape, "one label per sample"
+    return float(np.mean(predictions == labels))
+
+
+def run_file(path: Path, inputs: Sequence[TensorSpec], samples: Sequence[Mapping[str, np.ndarray]]) -> list[dict]:
+    """Outputs of the ONNX file at ``path`` on each feed of ``samples`` (onnxruntime, 1 thread)."""
+    from edgekit.runtimes.ort import OrtSession
+
+    session = OrtSession(path, threads=1, inputs=inputs)
+    return [session.run(dict(s)) for s in samples]
+
+
 def compare_outputs(
     reference: Sequence[Mapping[str, np.ndarray]],
     variant: Sequence[Mapping[str, np.ndarray]],
     labels: np.ndarray | None = None,
     data: str = "",
 ) -> PrecisionReport:
-    """Compare the first output of each run pair; top-1 for 2-D outputs; accuracy when labels are given."""
+    """Compare the first output of each run pair; top-1 for 2-D outputs; accuracy when labels are given.
+    ``mean_rel_error`` is the mean over runs; ``samples`` counts rows (a run may hold a batch)."""
     assert len(reference) == len(variant), "reference and variant must cover the same samples"
-    errors, ref_top, var_top = [], [], []
+    errors, ref_top, var_top, rows = [], [], [], 0
     for a_out, b_out in zip(reference, variant):
         a = np.asarray(next(iter(a_out.values())), np.float64)
         b = np.asarray(next(iter(b_out.values())), np.float64)
         errors.append(float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-12)))
+        rows += a.shape[0] if a.ndim else 1  # a run holds a batch of samples on the first axis
         if a.ndim == 2:
             ref_top.append(a.argmax(1))
             var_top.append(b.argmax(1))
@@ -70,7 +133,7 @@ def compare_outputs(
             assert labels.shape == ref_pred.shape, "one label per sample"
             accuracy_ref = float(np.mean(ref_pred == labels))
             accuracy_var = float(np.mean(var_pred == labels))
-    return PrecisionReport(len(errors), float(np.mean(errors)), agreement, accuracy_ref, accuracy_var, data)
+    return PrecisionReport(rows, float(np.mean(errors)), agreement, accuracy_ref, accuracy_var, data)
 
 
 def compare_files(
@@ -78,11 +141,7 @@ def compare_files(
     labels: np.ndarray | None = None, data: str = "",
 ) -> PrecisionReport:
     """Run both ONNX files on ``samples`` with onnxruntime (1 thread) and compare them."""
-    from edgekit.runtimes.ort import OrtSession
-
-    ref = OrtSession(reference, threads=1, inputs=inputs)
-    var = OrtSession(variant, threads=1, inputs=inputs)
-    return compare_outputs([ref.run(dict(s)) for s in samples], [var.run(dict(s)) for s in samples], labels, data)
+    return compare_outputs(run_file(reference, inputs, samples), run_file(variant, inputs, samples), labels, data)
 
 
 def check_not_collapsed(report: PrecisionReport, precision: str, *, max_accuracy_drop: float, max_rel_error: float) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgekit.runtimes.errors import ExportError, ModelLoadError, ValidationError, require
-from edgekit.runtimes.spec import TensorSpec
+from edgekit.runtimes.spec import Dim, TensorSpec
 
 __all__ = [
     "OnnxExportOptions",
@@ -39,6 +39,9 @@ __all__ = [
     "validate",
     "random_feeds",
     "read_onnx_specs",
+    "output_names_of",
+    "run_example",
+    "trial_sizes",
 ]
 
 LEGACY_MAX_OPSET = 20
@@ -122,12 +125,56 @@ def read_onnx_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpe
     return inputs, tuple(spec(v) for v in model.graph.output)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence stdout and stderr of Python *and* native code (torch's C++ logs write to file descriptors
+    1 and 2, e.g. "Torch IR graph at exception: ..." from the TorchScript exporter), so that a failed
+    export prints only edgekit's one-line error.
+
+    Example:
+        >>> with _quiet():
+        ...     print("not shown")
+    """
+    import ctypes
+    import os
+    import sys
+    import tempfile
+
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:  # no C library handle (Windows): Python-level flushing only
+        libc = None
+
+    def flush() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if libc is not None:
+            libc.fflush(None)  # native writes sit in C stdio's buffer until flushed
+
+    flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
 def _find_node(model, example_inputs: tuple, op: str) -> str:
     """Where in the module the unsupported op sits: scope and source line from a TorchScript trace."""
     import torch
 
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
             graph = torch.jit.trace(model, example_inputs, check_trace=False).inlined_graph
     except Exception:  # tracing is only a diagnostic aid here
@@ -141,12 +188,136 @@ def _find_node(model, example_inputs: tuple, op: str) -> str:
     return "node not located"
 
 
-def _default_output_axes(inputs: Sequence[TensorSpec], names: Sequence[str]) -> dict[str, dict[int, str]]:
-    first_axes = {spec.shape[0] for spec in inputs if spec.shape and isinstance(spec.shape[0], str)}
-    if len(first_axes) == 1:
-        (axis,) = first_axes
-        return {name: {0: axis} for name in names}
-    return {}
+def _flat_items(result, name: str = "output") -> list[tuple[str, Any]]:
+    """A model's outputs as ``(name, tensor)`` in the order torch.onnx.export writes them: dict keys name
+    their values, sequence items are numbered, ``None`` is dropped."""
+    if isinstance(result, Mapping):
+        items = [(str(key), value) for key, value in result.items()]
+    elif isinstance(result, (tuple, list)):
+        items = [(f"{name}_{i}", value) for i, value in enumerate(result)]
+    else:
+        return [(name, result)]
+    flat: list[tuple[str, Any]] = []
+    for key, value in items:
+        if value is not None:
+            flat.extend(_flat_items(value, key) if isinstance(value, (Mapping, tuple, list)) else [(key, value)])
+    return flat
+
+
+def output_names_of(result) -> tuple[str, ...]:
+    """Names for a model's outputs: dict keys (in order), ``output_0, output_1, ...`` for a tuple, or
+    ``output`` for one tensor.
+
+    Example:
+        >>> import torch
+        >>> output_names_of({"logits": torch.zeros(1), "embedding": torch.zeros(1)})
+        ('logits', 'embedding')
+        >>> output_names_of((torch.zeros(1), torch.zeros(1)))
+        ('output_0', 'output_1')
+    """
+    return tuple(name for name, _ in _flat_items(result))
+
+
+def run_example(model, names: Sequence[str], example_inputs: tuple):
+    """Run ``model`` on its example inputs (no grad); ExportError names the shapes when they do not fit.
+
+    Example:
+        >>> import torch
+        >>> run_example(torch.nn.Linear(4, 2), ["x"], (torch.zeros(1, 4),)).shape
+        torch.Size([1, 2])
+    """
+    torch = require("torch", "export")
+    try:
+        with torch.no_grad():
+            return model(*example_inputs)
+    except Exception as exc:
+        shapes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(names, example_inputs))
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"input shape {shapes} does not fit the model: {message}") from exc
+
+
+def _other_size(size: int, k: int) -> int:
+    """The k-th dynamic axis at another size that keeps its power-of-two divisibility (up to 32), so
+    that models which downsample and concatenate skips still run, and two axes never move together."""
+    step = min(size & -size, 32)
+    return size + (k + 1) * step
+
+
+def trial_sizes(inputs: Sequence[TensorSpec], example_inputs: Sequence[Any]) -> tuple[dict[str, int], ...]:
+    """Named-axis sizes to try a model at: the example's with batch 1, batch 2, and (when other axes such
+    as height/width are dynamic) every other axis at another size; the example's twice (two random
+    draws) when nothing is dynamic.
+
+    Example:
+        >>> import torch
+        >>> spec = TensorSpec("x", ("batch", 3, "height", "width"))
+        >>> trial_sizes([spec], [torch.zeros(1, 3, 32, 24)])
+        ({'batch': 1, 'height': 32, 'width': 24}, {'batch': 2, 'height': 32, 'width': 24}, {'batch': 1, 'height': 64, 'width': 40})
+    """
+    base: dict[str, int] = {}
+    for spec, example in zip(inputs, example_inputs):
+        for axis, name in spec.dynamic_axes.items():
+            base.setdefault(name, int(example.shape[axis]))
+    trials = []
+    if "batch" in base:
+        base["batch"] = 1
+        trials.append({**base, "batch": 2})
+    others = {name: _other_size(base[name], k) for k, name in enumerate(n for n in base if n != "batch")}
+    if others:
+        trials.append({**base, **others})
+    return (base, *(trials or [base]))
+
+
+def _axis_name(output: str, axis: int, sizes: list[int], trials: Sequence[Mapping[str, int]]) -> Dim:
+    """An output axis: fixed when its size never changed, else the input axis it follows, else
+    ``<output>_dim<axis>``."""
+    if len(set(sizes)) == 1:
+        return sizes[0]
+    following = [name for name in trials[0] if [trial[name] for trial in trials] == sizes]
+    if following:
+        return "batch" if "batch" in following else following[0]
+    return f"{output}_dim{axis}"
+
+
+def _output_dims(model, inputs: Sequence[TensorSpec], example_inputs: tuple, names: Sequence[str]) -> list[tuple[Dim, ...]]:
+    """Each output's shape with named dynamic axes, found by running ``model`` at :func:`trial_sizes`."""
+    torch = require("torch", "export")
+    trials = trial_sizes(inputs, example_inputs)
+    shapes = []
+    for sizes in trials:
+        feeds = tuple(
+            (torch.randn if ex.dtype.is_floating_point else torch.zeros)(spec.concrete(sizes), dtype=ex.dtype)
+            for spec, ex in zip(inputs, example_inputs)
+        )
+        try:
+            flat = _flat_items(run_example(model, [s.name for s in inputs], feeds))
+        except ExportError as exc:
+            changed = ", ".join(f"{k}={v}" for k, v in sizes.items())
+            raise ExportError(f"the model does not run with dynamic axes {changed}: {exc}") from exc
+        shapes.append([tuple(value.shape) for _, value in flat])
+    return [
+        tuple(_axis_name(name, axis, [shape[i][axis] for shape in shapes], trials) for axis in range(len(shapes[0][i])))
+        for i, name in enumerate(names)
+    ]
+
+
+def _set_output_dims(model_proto, names: Sequence[str], dims: Sequence[tuple[Dim, ...]]) -> None:
+    """Write readable output shapes into the graph (the exporter leaves names like ``Resizeoutput_dim_1``)."""
+    by_name = dict(zip(names, dims))
+    for value in model_proto.graph.output:
+        shape = by_name.get(value.name)
+        if shape is None:
+            continue
+        tensor_shape = value.type.tensor_type.shape
+        if len(tensor_shape.dim) != len(shape):
+            tensor_shape.ClearField("dim")
+            for _ in shape:
+                tensor_shape.dim.add()
+        for dim, want in zip(tensor_shape.dim, shape):
+            if isinstance(want, str):
+                dim.dim_param = want
+            else:
+                dim.dim_value = int(want)
 
 
 def export_onnx(
@@ -155,33 +326,35 @@ def export_onnx(
     example_inputs: tuple,
     path: str | Path,
     *,
-    output_names: Sequence[str] = ("output",),
+    output_names: Sequence[str] | None = None,
     output_axes: Mapping[str, Mapping[int, str]] | None = None,
     options: OnnxExportOptions = OnnxExportOptions(),
 ) -> OnnxArtifact:
     """Export ``model`` (an eval-mode nn.Module) to ``path``; input dynamic axes come from ``inputs``.
 
-    Output dynamic axes default to the inputs' shared leading axis (e.g. ``batch``). Raises
-    ExportError for an input that does not fit the model or an op the exporter cannot handle.
+    Output names default to :func:`output_names_of` the model's result (dict keys, in order). Output
+    shapes, unless ``output_axes`` names them, come from running the model at :func:`trial_sizes`: an
+    axis that follows an input axis takes its name (``batch``, ``height``), another that changes is
+    ``<output>_dim<i>``, and one that never changes is fixed. Raises ExportError for an input that does
+    not fit the model, a wrong number of output names, or an op the exporter cannot handle.
     """
     torch = require("torch", "export")
     onnx = require("onnx", "export")
     path = Path(path)
     model.eval()
     names = [spec.name for spec in inputs]
-    try:
-        with torch.no_grad():
-            model(*example_inputs)
-    except Exception as exc:
-        shapes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(names, example_inputs))
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"input shape {shapes} does not fit the model: {message}") from exc
+    own_names = output_names_of(run_example(model, names, tuple(example_inputs)))
+    output_names = tuple(own_names if output_names is None else output_names)
+    if len(output_names) != len(own_names):
+        raise ExportError(f"output names {list(output_names)}: the model returns {len(own_names)} outputs ({', '.join(own_names)})")
     axes = {spec.name: spec.dynamic_axes for spec in inputs if spec.dynamic_axes}
-    out_axes = dict(output_axes) if output_axes is not None else _default_output_axes(inputs, output_names)
-    axes.update({name: dict(a) for name, a in out_axes.items()})
-    captured = io.StringIO()
+    out_dims = None
+    if output_axes is None:
+        out_dims = _output_dims(model, inputs, tuple(example_inputs), output_names)
+        output_axes = {name: {i: d for i, d in enumerate(dims) if isinstance(d, str)} for name, dims in zip(output_names, out_dims)}
+    axes.update({name: dict(a) for name, a in output_axes.items() if a})
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
@@ -207,6 +380,8 @@ def export_onnx(
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise ExportError(f"ONNX export failed: {first}") from exc
     model_proto = onnx.load(str(path))
+    if out_dims is not None:
+        _set_output_dims(model_proto, output_names, out_dims)
     for key, value in options.metadata.items():
         entry = model_proto.metadata_props.add()
         entry.key, entry.value = str(key), str(value)
@@ -233,17 +408,6 @@ def random_feeds(
         else:
             feeds[spec.name] = rng.integers(0, int_high, size=shape).astype(spec.dtype)
     return feeds
-
-
-def _flatten_outputs(result) -> list:
-    if isinstance(result, Mapping):
-        return [v for v in result.values() if v is not None]
-    if isinstance(result, (tuple, list)):
-        flat = []
-        for item in result:
-            flat.extend(_flatten_outputs(item) if isinstance(item, (tuple, list, Mapping)) else [item])
-        return flat
-    return [result]
 
 
 def validate(
@@ -277,7 +441,7 @@ def validate(
     for trial in trials:
         got = session.run(dict(trial))
         with torch.no_grad():
-            expected = _flatten_outputs(model(*[torch.from_numpy(np.asarray(trial[s.name])) for s in inputs]))
+            expected = [v for _, v in _flat_items(model(*[torch.from_numpy(np.asarray(trial[s.name])) for s in inputs]))]
         assert len(expected) == len(got), f"torch gave {len(expected)} outputs, ONNX {len(got)}"
         for (name, value), ref in zip(got.items(), expected):
             ref = ref.detach().float().numpy() if hasattr(ref, "detach") else np.asarray(ref, np.float32)

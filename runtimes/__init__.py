@@ -65,14 +65,15 @@ def load_graph(bundle: Bundle, graph: str = "model", **options: Any) -> Session:
     """Open one graph of an already-read bundle with the backend for the bundle's format."""
     entry = bundle.manifest.graph(graph)
     backend = _backend_class(bundle.manifest.format, str(bundle.path))
-    return backend(bundle.path / entry.file, inputs=entry.inputs, outputs=entry.outputs, **options)
+    return backend(bundle.file(graph), inputs=entry.inputs, outputs=entry.outputs, **options)
 
 
 def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
     """Load a bundle directory or a bare model file (``.onnx``) and return a ready Session.
 
     ``options`` go to the backend (for onnxruntime: ``threads``, ``optimization``, ``providers``).
-    A bundle's files are checked against their sha256 unless ``verify=False``.
+    A bundle's files are checked against their sha256, and a file it does not list is refused, unless
+    ``verify=False``; paths that leave the bundle (absolute, ``..``, symbolic links) are always refused.
 
     Example:
         >>> load("does-not-exist.onnx")

@@ -4,6 +4,11 @@ The manifest lists every file with its sha256; :func:`read_bundle` verifies them
 stages everything in a temporary sibling directory and swaps it into place only when complete, so an
 interrupted export leaves no half-written bundle and never damages an existing one.
 
+A bundle stays inside itself: every path in a manifest is a relative POSIX name inside the directory
+(no ``..``, no absolute path, no backslash or drive), symbolic links are refused, and a file in the
+directory that the manifest does not list (an ONNX model's external data included) is refused too.
+:class:`BundleWriter` replaces only an edgekit bundle or an empty directory unless ``force=True``.
+
 Example:
     >>> import tempfile, pathlib
     >>> from edgekit.runtimes.spec import TensorSpec
@@ -21,11 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import BundleError
 from .spec import TensorSpec, specs_from_json, specs_to_json
@@ -38,12 +42,17 @@ __all__ = [
     "Bundle",
     "BundleWriter",
     "read_bundle",
+    "bundle_member",
+    "opened_files",
     "sha256_file",
     "atomic_write_text",
+    "MAX_MANIFEST_BYTES",
 ]
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is metadata; anything bigger is refused before it is read
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def sha256_file(path: Path) -> str:
@@ -67,6 +76,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
     """
     path = Path(path)
+    import tempfile  # write side only: tempfile and shutil cost a device app's cold start ~10 ms
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
@@ -78,6 +89,155 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _is_member_name(name: Any) -> bool:
+    """A plain relative POSIX name: no absolute path, drive, backslash, NUL, or '', '.', '..' component."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name or _DRIVE.match(name):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _check_member_name(name: Any, field: str, where: str) -> str:
+    if not _is_member_name(name):
+        raise BundleError(
+            f"{where}: {field} {name!r} must be a file name inside the bundle "
+            "(a relative path without '..', '.', a leading '/', a backslash or a drive)"
+        )
+    return name
+
+
+def _refuse_irregular(root: str | Path, rel: str, kind: str) -> None:
+    what = "a symbolic link" if kind == "link" else "not a regular file"
+    raise BundleError(f"{root}: {rel!r} is {what} (a bundle holds regular files only)")
+
+
+def bundle_member(root: str | Path, name: Any, field: str = "file") -> Path:
+    """The path of file ``name`` of the bundle at ``root``; BundleError unless it stays inside it.
+
+    ``name`` must be a relative POSIX name, and no component on the way (the file included) may be a
+    symbolic link, so the path cannot leave ``root``.
+
+    Example:
+        >>> bundle_member("out", "tokenizer/tokenizer.json").as_posix()
+        'out/tokenizer/tokenizer.json'
+        >>> bundle_member("out", "../x.onnx", "graphs.model.file")
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.BundleError: out: graphs.model.file '../x.onnx' must be a file name inside the bundle (a relative path without '..', '.', a leading '/', a backslash or a drive)
+    """
+    root = Path(root)
+    _check_member_name(name, field, str(root))
+    path = root
+    for part in name.split("/"):
+        path = path / part
+        if path.is_symlink():
+            _refuse_irregular(root, path.relative_to(root).as_posix(), "link")
+    if path.exists() and not path.resolve().is_relative_to(root.resolve()):  # belt and braces
+        raise BundleError(f"{root}: {field} {name!r} resolves outside the bundle")
+    return path
+
+
+def opened_files(manifest: "Manifest") -> dict[str, Any]:
+    """Manifest field -> file name of every file a session opens: graph files and tokenizer files.
+
+    Example:
+        >>> from edgekit.runtimes.spec import TensorSpec
+        >>> graph = Graph("model.onnx", (TensorSpec("x", (1,)),), (TensorSpec("y", (1,)),))
+        >>> opened_files(Manifest("host", "onnx", "fp32", {"model": graph}, extra={"tokenizer": {"files": ["t.json"]}}))
+        {'graphs.model.file': 'model.onnx', 'extra.tokenizer.files[0]': 't.json'}
+    """
+    fields: dict[str, Any] = {f"graphs.{name}.file": graph.file for name, graph in manifest.graphs.items()}
+    tokenizer = manifest.extra.get("tokenizer") if isinstance(manifest.extra, Mapping) else None
+    files = tokenizer.get("files", []) if isinstance(tokenizer, Mapping) else []
+    fields.update({f"extra.tokenizer.files[{i}]": name for i, name in enumerate(files if isinstance(files, list) else [files])})
+    return fields
+
+
+def _check_names(manifest: "Manifest", where: str) -> None:
+    """Every path the manifest names is a file name inside the bundle; every ``files`` entry has a sha256."""
+    for field_name, name in opened_files(manifest).items():
+        _check_member_name(name, field_name, where)
+    for name, info in manifest.files.items():
+        _check_member_name(name, "files key", where)
+        if not isinstance(info, Mapping) or not isinstance(info.get("sha256"), str):
+            raise BundleError(f"{where}: files[{name!r}] must be an object with a 'sha256' string")
+
+
+def _check_listed(manifest: "Manifest", where: str) -> None:
+    """Every file a session opens is listed in ``files`` (so it is verified)."""
+    for field_name, name in opened_files(manifest).items():
+        if name not in manifest.files:
+            raise BundleError(f"{where}: {field_name} {name!r} is not listed in 'files'")
+
+
+def _scan(root: Path, descend: Callable[[str], bool] = lambda rel: True, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(relative POSIX name, kind) of everything under ``root``, sorted, lazily; kind is "file", "dir",
+    "link" (a symbolic link, never followed) or "other" (fifo, socket, device). Folders for which
+    ``descend(name)`` is false are listed but not entered."""
+    with os.scandir(root) as entries:
+        ordered = sorted(entries, key=lambda entry: entry.name)
+    for entry in ordered:
+        rel = prefix + entry.name
+        if entry.is_symlink():
+            yield rel, "link"
+        elif entry.is_dir(follow_symlinks=False):
+            yield rel, "dir"
+            if descend(rel):
+                yield from _scan(Path(entry.path), descend, rel + "/")
+        elif entry.is_file(follow_symlinks=False):
+            yield rel, "file"
+        else:
+            yield rel, "other"
+
+
+def _read_manifest_json(manifest_path: Path) -> Any:
+    """The parsed ``manifest.json``: refused when it is a symbolic link or larger than MAX_MANIFEST_BYTES."""
+    if manifest_path.is_symlink():
+        raise BundleError(f"{manifest_path} is a symbolic link (a bundle holds regular files only)")
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(
+            f"{manifest_path}: {size / (1 << 20):.1f} MiB is larger than the {MAX_MANIFEST_BYTES >> 20} MiB a manifest may be"
+        )
+    try:
+        return json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path}: invalid JSON ({exc})") from exc
+
+
+def _owned_names(directory: Path) -> set[str]:
+    """Names an edgekit bundle at ``directory`` holds (manifest, listed files, their folders); empty if
+    ``directory`` has no manifest.json that edgekit wrote (parseable, with schema_version and files)."""
+    manifest_path = directory / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return set()
+    try:
+        data = _read_manifest_json(manifest_path)
+    except (BundleError, OSError):
+        return set()
+    if not isinstance(data, dict) or "schema_version" not in data or not isinstance(data.get("files"), dict):
+        return set()
+    owned = {MANIFEST_NAME, *data["files"]}
+    return owned | {parent for name in owned for parent in _parents(name)}
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _strays(directory: Path, owned: set[str], limit: int = 4) -> list[str]:
+    """Up to ``limit`` entries of ``directory`` outside ``owned`` (see _owned_names); [] for an edgekit
+    bundle or an empty directory. Folders that are not owned are named, not entered."""
+    strays = []
+    for rel, kind in _scan(directory, descend=lambda rel: rel in owned):
+        if rel in owned and kind in ("file", "dir"):
+            continue
+        strays.append(rel + "/" if kind == "dir" else rel)
+        if len(strays) >= limit:
+            break
+    return strays
 
 
 @dataclass(frozen=True)
@@ -163,7 +323,7 @@ class Manifest:
         if not isinstance(data["files"], dict):
             raise BundleError(f"{where}: field 'files' must be an object")
         graphs = {name: Graph.from_json(g, f"{where}: graphs.{name}") for name, g in data["graphs"].items()}
-        return cls(
+        manifest = cls(
             target=str(data["target"]),
             format=str(data["format"]),
             precision=str(data["precision"]),
@@ -179,6 +339,8 @@ class Manifest:
             files=data["files"],
             schema_version=version,
         )
+        _check_names(manifest, where)
+        return manifest
 
 
 @dataclass(frozen=True)
@@ -189,26 +351,24 @@ class Bundle:
     manifest: Manifest
 
     def file(self, graph: str = "model") -> Path:
-        return self.path / self.manifest.graph(graph).file
+        return bundle_member(self.path, self.manifest.graph(graph).file, f"graphs.{graph}.file")
 
 
 def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
-    """Read a bundle's manifest; with ``verify`` check every listed file exists with its sha256."""
+    """Read a bundle's manifest and check that every path in it stays inside the bundle; with ``verify``
+    also check every listed file exists with its sha256 and that the bundle holds no unlisted file."""
     path = Path(path)
     manifest_path = path / MANIFEST_NAME
     if not path.is_dir():
         raise BundleError(f"{path}: not a bundle directory")
-    if not manifest_path.is_file():
+    if not manifest_path.is_file() and not manifest_path.is_symlink():
         raise BundleError(f"{path}: no {MANIFEST_NAME} (not an edgekit bundle)")
-    try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_path}: invalid JSON ({exc})") from exc
-    manifest = Manifest.from_json(data, str(manifest_path))
-    for graph_name, graph in manifest.graphs.items():
-        if graph.file not in manifest.files:
-            raise BundleError(f"{manifest_path}: graph {graph_name!r} file {graph.file!r} is not listed in 'files'")
+    manifest = Manifest.from_json(_read_manifest_json(manifest_path), str(manifest_path))
+    _check_listed(manifest, str(manifest_path))
+    for name in manifest.files:
+        bundle_member(path, name, "files key")
     if verify:
+        _check_no_unlisted(path, manifest)
         for name, info in manifest.files.items():
             file_path = path / name
             if not file_path.is_file():
@@ -222,56 +382,123 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     return Bundle(path, manifest)
 
 
+def _check_no_unlisted(path: Path, manifest: Manifest) -> None:
+    """Every file in the bundle directory is the manifest or listed in it (so it is verified)."""
+    for rel, kind in _scan(path):
+        if kind in ("link", "other"):
+            _refuse_irregular(path, rel, kind)
+        if kind == "file" and rel != MANIFEST_NAME and rel not in manifest.files:
+            raise BundleError(f"{path}: file {rel!r} is not listed in the manifest (unverified files are refused)")
+
+
 class BundleWriter:
     """Stage a bundle in a temporary sibling directory; ``commit`` hashes files and swaps it in.
 
     Leaving the ``with`` block without ``commit`` (an error, Ctrl-C) removes the staging directory
-    and leaves any existing bundle at ``out`` untouched.
+    and leaves any existing bundle at ``out`` untouched. ``out`` may already be an edgekit bundle or an
+    empty directory; anything else is refused on entering the block (before any work), unless
+    ``force`` is true. The current directory and its parents are refused even then, unless a bundle.
     """
 
-    def __init__(self, out: str | Path) -> None:
+    def __init__(self, out: str | Path, *, force: bool = False) -> None:
         self.out = Path(out)
+        self.force = force
+        self._dest = Path(os.path.abspath(self.out))  # "." and ".." have no name to stage beside
         self.path: Path | None = None
         self.committed: Manifest | None = None
 
     def __enter__(self) -> "BundleWriter":
-        parent = self.out.parent
+        self.check_destination()
+        parent = self._dest.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".staging", dir=parent))
+            import tempfile
+
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self._dest.name}.", suffix=".staging", dir=parent))
         except OSError as exc:
             raise BundleError(f"{self.out}: cannot write the output directory ({exc.strerror})") from exc
-        if self.out.exists() and not self.out.is_dir():
-            self._cleanup()
-            raise BundleError(f"{self.out}: exists and is not a directory")
         return self
+
+    def check_destination(self) -> None:
+        """Refuse to replace anything but an edgekit bundle or an empty directory (see the class doc).
+
+        Entering the ``with`` block runs it; call it earlier to refuse before slow work that precedes it.
+        """
+        dest = self._dest
+        if dest.is_symlink():  # replacing it would replace the link only; still not ours to replace
+            self._refuse_unless_forced("it is a symbolic link")
+            return
+        if not dest.exists():
+            return
+        if not dest.is_dir():
+            raise BundleError(f"{self.out}: exists and is not a directory")
+        owned = _owned_names(dest)
+        strays = _strays(dest, owned)
+        if (strays or not owned) and (dest.resolve() == Path.cwd() or dest.resolve() in Path.cwd().parents):
+            raise BundleError(
+                f"{self.out}: is the current directory or a parent of it and is not an edgekit bundle; "
+                "refusing to replace it, even with --force (choose another --out)"
+            )
+        if strays:
+            self._refuse_unless_forced("it holds " + ", ".join(strays[:3]) + (", ..." if len(strays) > 3 else ""))
+
+    def _refuse_unless_forced(self, holds: str) -> None:
+        if not self.force:
+            raise BundleError(
+                f"{self.out}: exists and is not an edgekit bundle ({holds}); refusing to replace it "
+                "(pass --force to replace it anyway)"
+            )
+
+    def _staged_files(self) -> dict[str, dict[str, Any]]:
+        """sha256 and size of every staged file; a bundle holds regular files only."""
+        assert self.path is not None, "commit() outside the with block"
+        files = {}
+        for rel, kind in _scan(self.path):
+            if kind in ("link", "other"):
+                _refuse_irregular(self.out, rel, kind)
+            if kind == "file":
+                file_path = self.path / rel
+                files[rel] = {"sha256": sha256_file(file_path), "bytes": file_path.stat().st_size}
+        return files
 
     def commit(self, manifest: Manifest) -> Manifest:
         """Hash every staged file into the manifest, write it, and move the bundle to ``out``."""
         assert self.path is not None, "commit() outside the with block"
-        files = {}
-        for file_path in sorted(p for p in self.path.rglob("*") if p.is_file()):
-            rel = file_path.relative_to(self.path).as_posix()
-            files[rel] = {"sha256": sha256_file(file_path), "bytes": file_path.stat().st_size}
+        files = self._staged_files()
         for graph_name, graph in manifest.graphs.items():
             if graph.file not in files:
                 raise BundleError(f"graph {graph_name!r}: file {graph.file!r} was not written to the bundle")
         manifest = replace(manifest, files=files)
+        _check_names(manifest, str(self.out))
+        _check_listed(manifest, str(self.out))
         atomic_write_text(self.path / MANIFEST_NAME, json.dumps(manifest.to_json(), indent=2) + "\n")
-        backup = None
         os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
-        if self.out.exists():
-            backup = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, backup)
-        os.replace(self.path, self.out)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-        self.path = None
+        self.check_destination()  # the export took a while: the check holds at the swap too
+        self._swap_in()
         self.committed = manifest
         return manifest
 
+    def _swap_in(self) -> None:
+        """Move the staged bundle to ``out``; what was there goes aside first and is then removed."""
+        assert self.path is not None
+        dest = self._dest
+        backup = None
+        if dest.is_symlink() or dest.exists():
+            backup = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, backup)
+        os.replace(self.path, dest)
+        self.path = None
+        if backup is not None and backup.is_symlink():
+            backup.unlink()
+        elif backup is not None:
+            import shutil
+
+            shutil.rmtree(backup, ignore_errors=True)
+
     def _cleanup(self) -> None:
         if self.path is not None:
+            import shutil
+
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None
 

@@ -88,6 +88,9 @@ class CausalLMSession(LMSession):
             )
         return _CausalStepper(self, mask), ids
 
+    def _prompt_width(self, ids: np.ndarray) -> int:
+        return ids.shape[1]  # the left-padded prompt
+
 
 def open_bundle(bundle: Bundle, **options: Any) -> CausalLMSession:
     """Open a "causal-lm" bundle's decoder graph (``options`` go to the backend, e.g. ``threads``)."""

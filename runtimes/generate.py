@@ -178,8 +178,33 @@ def _gather(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     return array[np.arange(array.shape[0])[:, None], index]
 
 
-def beam_search(stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig) -> np.ndarray:
-    """Beam search as Hugging Face's vectorised ``_beam_search`` does it; returns the best sequence per row."""
+def _agreed_until(running: np.ndarray, running_live: np.ndarray, sequences: np.ndarray, finished: np.ndarray,
+                  finished_len: np.ndarray, start: int, cur_len: int) -> int:
+    """End of the positions ``start..cur_len-1`` on which, in every row, every hypothesis that can still win agrees.
+
+    Candidates are the live running beams (length ``cur_len``) and the kept finished hypotheses (their own
+    lengths). Any final answer descends from one of them, so agreed positions are final.
+    """
+    ref = running[:, :1, start:cur_len]  # [batch, 1, span]
+    span = np.arange(start, cur_len)
+    agree = np.ones((running.shape[0], cur_len - start), bool)
+    for tokens, valid, length in ((running, running_live, np.full(finished_len.shape, cur_len)),
+                                  (sequences, finished, finished_len)):
+        same = (tokens[:, :, start:cur_len] == ref) & (span[None, None, :] < length[:, :, None])
+        agree &= (same | ~valid[:, :, None]).all(axis=1)
+    disagree = ~agree.all(axis=0)
+    return start + int(np.argmax(disagree)) if disagree.any() else cur_len
+
+
+def beam_search(
+    stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig, on_token: TokenCallback | None = None
+) -> np.ndarray:
+    """Beam search as Hugging Face's vectorised ``_beam_search`` does it; returns the best sequence per row.
+
+    ``on_token(tokens[batch])`` streams the best beam: a position is passed on as soon as every
+    hypothesis that can still win agrees on it in every row (so the streamed tokens are exactly the
+    returned ones), and the positions still open are passed on when the search ends.
+    """
     prompt = np.asarray(prompt, np.int64)
     batch, cur_len = prompt.shape
     nb = cfg.num_beams
@@ -203,6 +228,7 @@ def beam_search(stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig) -> 
     running_idx = np.full((batch, nb, max_length - cur_len), -1, np.int64)
     beam_indices = running_idx.copy()
     batch_offset = np.arange(batch)[:, None] * nb
+    streamed = prompt_len  # positions before this one were passed to on_token
 
     stepper.expand(nb)
     logits = stepper.step(running[:, :, :cur_len].reshape(batch * nb, cur_len))
@@ -246,18 +272,32 @@ def beam_search(stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig) -> 
         improvable = improvable & (best_running > worst_finished).any(axis=-1, keepdims=True)
         if not (improvable.any() and not (finished.all() and es is True) and not hits.all()):
             break
+        if on_token is not None:
+            live = improvable & ~(finished.all(axis=-1, keepdims=True) & (es is True))
+            finished_len = prompt_len + (beam_indices != -1).sum(axis=-1)
+            agreed = _agreed_until(running, np.broadcast_to(live, (batch, nb)), sequences, finished, finished_len,
+                                   streamed, cur_len)
+            for position in range(streamed, agreed):
+                on_token(running[:, 0, position].copy())
+            streamed = agreed
         logits = stepper.step(running[:, :, cur_len - 1 : cur_len].reshape(batch * nb, 1))
 
     generated = int(((beam_indices[:, 0, :] + 1) != 0).sum(axis=1).max())
-    return sequences[:, 0, : prompt_len + generated]
+    result = sequences[:, 0, : prompt_len + generated]
+    for position in range(streamed, result.shape[1]) if on_token is not None else ():
+        on_token(result[:, position].copy())
+    return result
 
 
 def generate_tokens(
     stepper: Stepper, prompt: np.ndarray, cfg: GenerationConfig, on_token: TokenCallback | None = None
 ) -> np.ndarray:
-    """Run the decoding ``cfg`` asks for; ``on_token(tokens[batch])`` is called per step (not with beams)."""
+    """Run the decoding ``cfg`` asks for; ``on_token(tokens[batch])`` is called once per new position.
+
+    Greedy and sampling pass each token on as it is chosen; beam search passes on the best beam's
+    tokens once they are settled (see :func:`beam_search`). Either way the streamed tokens are the
+    returned ones after the prompt.
+    """
     if cfg.num_beams > 1:
-        if on_token is not None:
-            raise UsageError("streaming tokens needs num_beams=1 (beam search only knows its result at the end)")
-        return beam_search(stepper, prompt, cfg)
+        return beam_search(stepper, prompt, cfg, on_token)
     return greedy_or_sample(stepper, prompt, cfg, on_token)

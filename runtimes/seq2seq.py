@@ -153,11 +153,29 @@ class LMSession(Session):
         values.update({k: v for k, v in overrides.items() if v is not None})
         return GenerationConfig(**values)
 
+    def encode(self, text: str | Sequence[str]) -> list[list[int]]:
+        """Token ids of one text or a list of texts, with the bundle's tokenizer."""
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
+            raise UsageError(f"text: expected a string or a list of strings, got {type(text).__name__} {text!r:.60}")
+        return [self.tokenizer.encode(t) for t in texts]
+
+    def completions(self, sequences: np.ndarray, input_ids: Any, attention_mask: Any = None) -> list[list[int]]:
+        """Each row's new tokens in ``generate(input_ids)``'s output: after the decoder start token (seq2seq)
+        or after the padded prompt (causal LM)."""
+        width = self._prompt_width(self.prepare(input_ids, attention_mask)[0])
+        return [row[width:] for row in np.asarray(sequences).tolist()]
+
+    def decode(self, sequences: np.ndarray, input_ids: Any, attention_mask: Any = None) -> list[str]:
+        """Each row's new tokens as text (special tokens skipped)."""
+        return [self.tokenizer.decode(row) for row in self.completions(sequences, input_ids, attention_mask)]
+
     def generate(
         self,
-        input_ids: Any,
+        input_ids: Any = None,
         attention_mask: Any = None,
         *,
+        text: str | Sequence[str] | None = None,
         max_new_tokens: int | None = None,
         min_new_tokens: int = 0,
         num_beams: int | None = None,
@@ -169,12 +187,26 @@ class LMSession(Session):
         length_penalty: float | None = None,
         early_stopping: bool | str | None = None,
         on_token: Callable[[np.ndarray], None] | None = None,
-    ) -> np.ndarray:
-        """Generate token ids, laid out as Hugging Face ``generate()`` returns them.
+    ) -> np.ndarray | str | list[str]:
+        """Generate token ids, laid out as Hugging Face ``generate()`` returns them; or text from ``text``.
 
         Seq2seq: ``[decoder start, new tokens...]`` per row; causal LM: the (left-padded) prompt, then
-        the new tokens. Rows that stop early are padded. ``on_token(tokens[batch])`` streams each step.
+        the new tokens. Rows that stop early are padded. ``on_token(tokens[batch])`` streams each new
+        position (with beams, the best beam's tokens once they are settled).
+
+        ``text`` (a string or a list of strings, instead of ``input_ids``) is encoded with the bundle's
+        tokenizer, and the new tokens come back decoded: a string, or a list of strings, as ``edgekit
+        generate --text`` prints them.
+
+        Example:
+            >>> import edgekit.runtimes as rt                                        # doctest: +SKIP
+            >>> rt.load("out/slm").generate(text="qzzqaabbq", max_new_tokens=8)      # doctest: +SKIP
+            'qab'
         """
+        if (text is None) == (input_ids is None):
+            raise UsageError("generate: pass either text or input_ids (one of them)")
+        if text is not None:
+            input_ids = self.encode(text)
         cfg = self.config(
             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, length_penalty=length_penalty,
@@ -182,9 +214,17 @@ class LMSession(Session):
         )
         ids, mask = self.prepare(input_ids, attention_mask)
         stepper, prompt = self._stepper(ids, mask, cfg)
-        return generate_tokens(stepper, prompt, cfg, on_token)
+        sequences = generate_tokens(stepper, prompt, cfg, on_token)
+        if text is None:
+            return sequences
+        decoded = self.decode(sequences, input_ids)
+        return decoded[0] if isinstance(text, str) else decoded
 
     def _stepper(self, ids: np.ndarray, mask: np.ndarray, cfg: GenerationConfig):
+        raise NotImplementedError
+
+    def _prompt_width(self, ids: np.ndarray) -> int:
+        """Columns of ``generate()``'s output before the new tokens, for prepared ``ids``."""
         raise NotImplementedError
 
 
@@ -241,6 +281,9 @@ class Seq2SeqSession(LMSession):
     def _stepper(self, ids, mask, cfg):
         start = int(self.generation["decoder_start_token_id"])
         return _Seq2SeqStepper(self, ids, mask), np.full((ids.shape[0], 1), start, np.int64)
+
+    def _prompt_width(self, ids: np.ndarray) -> int:
+        return 1  # the decoder start token
 
 
 def open_bundle(bundle: Bundle, **options: Any) -> Seq2SeqSession:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .bundle import bundle_member
 from .errors import BundleError, require
 
 __all__ = ["ByteTokenizer", "HFTokenizer", "load_tokenizer", "BYTE_OFFSET"]
@@ -59,15 +60,19 @@ class HFTokenizer:
 
 
 def load_tokenizer(bundle_path: Path, info: Mapping[str, Any]):
-    """The tokenizer a bundle's manifest describes (``extra.tokenizer``); raises if it has none."""
+    """The tokenizer a bundle's manifest describes (``extra.tokenizer``); raises if it has none.
+
+    Its files must lie inside the bundle (``read_bundle`` has checked that they are listed and verified).
+    """
     kind = info.get("kind", "none")
     if kind == "byte":
         return ByteTokenizer(info.get("prefix", ()), info.get("suffix", ()))
     if kind == "hf":
-        files = [f for f in info.get("files", ()) if f.endswith("tokenizer.json")]
-        if not files or not (Path(bundle_path) / files[0]).is_file():
-            raise BundleError(f"{bundle_path}: tokenizer file {files[0] if files else 'tokenizer.json'} is missing")
-        return HFTokenizer(Path(bundle_path) / files[0])
+        files = [(i, f) for i, f in enumerate(info.get("files", ())) if str(f).endswith("tokenizer.json")]
+        paths = [bundle_member(bundle_path, f, f"extra.tokenizer.files[{i}]") for i, f in files]
+        if not paths or not paths[0].is_file():
+            raise BundleError(f"{bundle_path}: tokenizer file {files[0][1] if files else 'tokenizer.json'} is missing")
+        return HFTokenizer(paths[0])
     raise BundleError(
         f"{bundle_path}: the bundle has no tokenizer (the model directory had no tokenizer.json); "
         "pass token ids instead of text"

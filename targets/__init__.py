@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from edgekit.runtimes.errors import TargetError
+from edgekit.runtimes.errors import TargetError, UsageError
 
 from .target import FORMATS, KINDS, PRECISIONS, RUNTIMES, ComputeUnit, Target, load_target_file
 
@@ -31,6 +31,7 @@ __all__ = [
     "load_target_file",
     "list_targets",
     "target_names",
+    "resolve_target",
 ]
 
 _BUNDLED = Path(__file__).resolve().parent
@@ -112,3 +113,17 @@ def target_names() -> list[str]:
         True
     """
     return [t.name for t in list_targets()]
+
+
+def resolve_target(name: str | None, target_file: Path | None = None) -> Target:
+    """A target by name/alias, or from a user TOML file (``--target`` or ``--target-file``, not both).
+
+    Example:
+        >>> resolve_target("jetson").name, resolve_target(None).name
+        ('jetson-orin-nano', 'host')
+    """
+    if target_file is not None:
+        if name not in (None, "host"):
+            raise UsageError("pass either --target or --target-file, not both")
+        return load_target_file(Path(target_file))
+    return load_target(name or "host")

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import socket
@@ -72,7 +73,8 @@ class AgentClient:
         runs: int = 50,
         per_node: bool = False,
     ) -> ProfileResult:
-        """Send ``onnx_path`` to the agent, which times it on the device; returns what it measured."""
+        """Send ``onnx_path`` to the agent, which times it on the device; returns what it measured, with the
+        agent's machine facts (asked separately from an agent too old to send them with the measurement)."""
         path = Path(onnx_path)
         if not path.is_file():
             raise AgentError(f"{path}: no such model file to send to the agent")
@@ -84,9 +86,15 @@ class AgentClient:
         except _ClosedDuringUpload as exc:
             raise self._explain_closed(size) or exc from exc
         try:
-            return ProfileResult.from_json(payload.get("profile"))
+            result = ProfileResult.from_json(payload.get("profile"))
         except ValueError as exc:
             raise self._garbage(f"profile: {exc}") from exc
+        if result.device is None:
+            facts = self.facts()
+            device = {"machine": facts.get("machine"), "cpu_model": facts.get("cpu_model"),
+                      "logical_cores": facts.get("logical_cores")}
+            result = dataclasses.replace(result, device=device)
+        return result
 
     def _explain_closed(self, size: int) -> AgentError | None:
         """After the agent hung up mid-upload: say so with its size limit, when it tells us the limit."""

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.session import Session
 
-__all__ = ["LatencyStats", "measure_latency", "summarize"]
+__all__ = ["LatencyStats", "GenerationStats", "measure_latency", "measure_generation", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,17 @@ class LatencyStats:
 
     @property
     def throughput(self) -> float:
-        """Samples per second at the median latency."""
-        return self.batch * 1000.0 / self.p50_ms if self.p50_ms > 0 else float("inf")
+        """Samples per second over the timed runs: ``batch * runs / total time`` (inferences/s at batch 1)."""
+        return self.batch * 1000.0 / self.mean_ms if self.mean_ms > 0 else float("inf")
+
+    @property
+    def throughput_unit(self) -> str:
+        return "inferences/s" if self.batch == 1 else "samples/s"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["throughput_per_s"] = round(self.throughput, 3)
+        data["throughput_unit"] = self.throughput_unit
         return data
 
 
@@ -59,6 +64,11 @@ def summarize(times_ms: np.ndarray, warmup: int, batch: int = 1) -> LatencyStats
     times = np.asarray(times_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     return LatencyStats(float(p50), float(p90), float(p99), float(times.mean()), float(times.min()), len(times), warmup, batch)
+
+
+def _check_runs(runs: int, warmup: int) -> None:
+    if runs < 1 or warmup < 0:
+        raise UsageError(f"need runs >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
 
 
 def measure_latency(
@@ -70,8 +80,7 @@ def measure_latency(
     batch: int = 1,
 ) -> LatencyStats:
     """Time ``session.run(feeds)`` (or a zero-argument callable) ``runs`` times after ``warmup`` calls."""
-    if runs < 1 or warmup < 0:
-        raise UsageError(f"need runs >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
+    _check_runs(runs, warmup)
     call = session if feeds is None else (lambda: session.run(feeds))
     for _ in range(warmup):
         call()
@@ -82,3 +91,75 @@ def measure_latency(
         call()
         times[i] = (clock() - start) * 1000.0
     return summarize(times, warmup, batch)
+
+
+def _p50_p90(values: Sequence[float]) -> tuple[float, float]:
+    p50, p90 = np.percentile(np.asarray(values, np.float64), [50, 90])
+    return float(p50), float(p90)
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Greedy generation of ``new_tokens`` tokens from a fixed ``input_tokens``-token prompt, ``runs`` times.
+
+    Each pair is (p50, p90) over the runs. ``decode_ms_per_token`` is the time of one decode step (one
+    new token in every one of the ``batch`` rows) after the first token.
+    """
+
+    first_token_ms: tuple[float, float]
+    decode_ms_per_token: tuple[float, float]
+    total_ms: tuple[float, float]
+    runs: int
+    warmup: int
+    batch: int
+    input_tokens: int
+    new_tokens: int
+    decoding: str = "greedy"
+    source: str = "measured"
+
+    @property
+    def decode_tokens_per_s(self) -> tuple[float, float]:
+        """Tokens per second while decoding (all rows), at the p50 and p90 step time."""
+        return tuple(self.batch * 1000.0 / ms if ms > 0 else float("inf") for ms in self.decode_ms_per_token)
+
+    def to_json(self) -> dict[str, Any]:
+        pairs = {"first_token_ms": self.first_token_ms, "decode_ms_per_token": self.decode_ms_per_token,
+                 "decode_tokens_per_s": self.decode_tokens_per_s, "total_ms": self.total_ms}
+        data = {k: v for k, v in asdict(self).items() if k not in pairs}
+        data.update({key: {"p50": round(p50, 4), "p90": round(p90, 4)} for key, (p50, p90) in pairs.items()})
+        return data
+
+
+def _timed_generation(lm: Any, input_ids: Sequence[Sequence[int]], new_tokens: int) -> tuple[float, float, float]:
+    """One greedy generation forced to full length: (first token ms, decode ms per step, total ms)."""
+    clock = time.perf_counter
+    stamps: list[float] = []
+    start = clock()
+    lm.generate(input_ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=1, do_sample=False,
+                on_token=lambda tokens: stamps.append(clock()))
+    end = clock()
+    assert len(stamps) == new_tokens, f"generated {len(stamps)} tokens, forced {new_tokens}"
+    return (stamps[0] - start) * 1000.0, (stamps[-1] - stamps[0]) * 1000.0 / (len(stamps) - 1), (end - start) * 1000.0
+
+
+def measure_generation(
+    lm: Any, input_ids: Sequence[Sequence[int]], new_tokens: int, *, warmup: int = 3, runs: int = 20
+) -> GenerationStats:
+    """Time ``lm.generate`` (greedy, exactly ``new_tokens`` tokens) on the same prompt ``runs`` times after ``warmup``.
+
+    ``lm`` is a generation session (``edgekit.runtimes.load`` of a seq2seq or causal-LM bundle).
+
+    Example:
+        >>> import edgekit.runtimes as rt                                    # doctest: +SKIP
+        >>> stats = measure_generation(rt.load("out/slm"), [[40] * 16], 16)  # doctest: +SKIP
+        >>> stats.first_token_ms, stats.decode_tokens_per_s                  # doctest: +SKIP
+        ((1.9, 2.1), (2210.4, 2050.3))
+    """
+    _check_runs(runs, warmup)
+    if new_tokens < 2:
+        raise UsageError(f"new_tokens must be >= 2 (decode speed is timed after the first token), got {new_tokens}")
+    for _ in range(warmup):
+        _timed_generation(lm, input_ids, new_tokens)
+    first, step, total = zip(*(_timed_generation(lm, input_ids, new_tokens) for _ in range(runs)))
+    return GenerationStats(_p50_p90(first), _p50_p90(step), _p50_p90(total), runs, warmup, len(input_ids),
+                           len(input_ids[0]), new_tokens)

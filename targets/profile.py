@@ -31,7 +31,8 @@ from edgekit.runtimes.spec import TensorSpec
 
 from .measure import LatencyStats, measure_latency
 
-__all__ = ["NodeTime", "ProfileResult", "profile_model", "device_facts", "model_file", "random_inputs"]
+__all__ = ["NodeTime", "ProfileResult", "profile_model", "device_facts", "machine_facts", "device_mismatch", "model_file",
+           "random_inputs"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class NodeTime:
 @dataclass(frozen=True)
 class ProfileResult:
     """What :func:`profile_model` measured; ``per_node`` is sorted by time, slowest first (empty unless asked).
+    ``device`` is the measuring machine's :func:`machine_facts` (None from an agent too old to send them).
 
     Example:
         >>> stats = LatencyStats(1.0, 1.2, 1.5, 1.1, 0.9, runs=20, warmup=5)
@@ -60,6 +62,7 @@ class ProfileResult:
     runtime: str
     runtime_version: str
     threads: int
+    device: Mapping[str, Any] | None = None
 
     def to_record(self, target: str, precision: str, meta: Mapping[str, Any] | None = None):
         """This measurement as a latency-store record of kind "model", keyed by the model's sha256."""
@@ -70,6 +73,8 @@ class ProfileResult:
                      **(dict(meta) if meta else {})}
         if self.per_node:
             full_meta["per_node"] = [[n.name, n.op_type, n.ms] for n in self.per_node]
+        if self.device is not None:
+            full_meta["device"] = dict(self.device)
         return LatencyRecord(target, self.runtime, self.runtime_version, precision, self.threads, "model",
                              self.model_sha256, stats.p50_ms, stats.p90_ms, stats.runs, now_iso(), full_meta)
 
@@ -81,6 +86,7 @@ class ProfileResult:
             "runtime": self.runtime,
             "runtime_version": self.runtime_version,
             "threads": self.threads,
+            "device": None if self.device is None else dict(self.device),
         }
 
     @classmethod
@@ -107,6 +113,7 @@ class ProfileResult:
                 _str(data["runtime"], "runtime"),
                 _str(data["runtime_version"], "runtime_version"),
                 _int(data["threads"], "threads"),
+                _device(data.get("device")),
             )
         except KeyError as exc:
             raise ValueError(f"missing field {exc.args[0]!r}") from exc
@@ -124,6 +131,15 @@ def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"field {name!r}: expected an integer, got {value!r}")
     return value
+
+
+def _device(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"field 'device': expected an object, got {value!r}")
+    return {"machine": _str(value["machine"], "device.machine"), "cpu_model": _str(value["cpu_model"], "device.cpu_model"),
+            "logical_cores": _int(value["logical_cores"], "device.logical_cores")}
 
 
 def _str(value: Any, name: str) -> str:
@@ -204,7 +220,7 @@ def profile_model(
         backend = "onnxruntime"
     else:
         backend = session.backend
-    return ProfileResult(stats, nodes, sha256_file(file), backend, _runtime_version(backend), threads)
+    return ProfileResult(stats, nodes, sha256_file(file), backend, _runtime_version(backend), threads, machine_facts())
 
 
 def _node_times(
@@ -307,3 +323,45 @@ def device_facts() -> dict[str, Any]:
         facts["onnxruntime"] = None
         facts["providers"] = []
     return facts
+
+
+def machine_facts() -> dict[str, Any]:
+    """Which machine this is, recorded with every measurement: CPU architecture, CPU model, logical cores.
+
+    Example:
+        >>> import platform
+        >>> machine_facts()["machine"] == platform.machine()
+        True
+    """
+    from .host import detect_host
+
+    info = detect_host()
+    return {"machine": platform.machine(), "cpu_model": info.cpu_model, "logical_cores": info.logical_cores}
+
+
+_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+
+
+def device_mismatch(target, device: Mapping[str, Any] | None) -> str | None:
+    """Why the machine that measured (:func:`machine_facts`) is not ``target`` as its profile describes it,
+    or None when nothing contradicts it (the architecture and, where the profile gives them, the CPU cores).
+
+    Example:
+        >>> from edgekit.targets import load_target
+        >>> device_mismatch(load_target("rpi5"), {"machine": "x86_64", "cpu_model": "Xeon", "logical_cores": 4})
+        "the agent's machine is x86_64, but raspberry-pi-5 is aarch64"
+        >>> device_mismatch(load_target("rpi5"), {"machine": "aarch64", "cpu_model": "Cortex-A76", "logical_cores": 4}) is None
+        True
+    """
+    if device is None:
+        return None
+    problems = []
+    machine = str(device.get("machine", ""))
+    if target.arch and machine and _ARCH_ALIASES.get(machine.lower(), machine.lower()) != target.arch:
+        problems.append(f"the agent's machine is {machine}, but {target.name} is {target.arch}")
+    cores = [u.cores for u in target.units if u.kind == "cpu" and u.cores]
+    found = device.get("logical_cores")
+    if cores and isinstance(found, int) and found != cores[0]:
+        problems.append(f"it has {found} CPU cores ({device.get('cpu_model') or 'unknown CPU'}), "
+                        f"{target.name} has {cores[0]}")
+    return "; ".join(problems) or None

@@ -144,6 +144,7 @@ class Target:
     memory_bandwidth_gbps: float | None = None
     source: str = ""
     verified: bool = True
+    arch: str | None = None  # the CPU architecture as platform.machine() names it, e.g. "aarch64"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", tuple(self.units))
@@ -213,6 +214,7 @@ class Target:
             "name": self.name, "aliases": list(self.aliases), "description": self.description,
             "memory_gb": self.memory_gb, "memory_bandwidth_gbps": self.memory_bandwidth_gbps,
             "units": units, "default_unit": self.default_unit, "source": self.source, "verified": self.verified,
+            "arch": self.arch,
         }
 
 
@@ -354,7 +356,7 @@ def _read_unit(table: _Table, name: str) -> ComputeUnit:
 def _read_target(table: _Table, source: str) -> Target:
     table.check_keys(
         ("name", "description", "units", "default_unit"),
-        ("aliases", "memory_gb", "memory_bandwidth_gbps", "verified", "detect"),
+        ("aliases", "memory_gb", "memory_bandwidth_gbps", "verified", "detect", "arch"),
     )
     name = table.name("name")
     description = table.string("description")
@@ -382,6 +384,7 @@ def _read_target(table: _Table, source: str) -> Target:
         default_unit=default_unit,
         source=source,
         verified=table.boolean("verified", True),
+        arch=table.name("arch", None),
     )
 
 

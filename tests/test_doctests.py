@@ -18,6 +18,7 @@ MODULES = [
     "edgekit.exporters.graph_stats",
     "edgekit.exporters.formats",
     "edgekit.models.registry",
+    "edgekit.models.pt2",
     "edgekit.models.mobilenet",
     "edgekit.targets.measure",
     "edgekit.pipeline",

@@ -62,5 +62,5 @@ def test_ofa_calibration_images_of_the_wrong_shape(tmp_path):
 
     np.save(tmp_path / "calib.npy", np.zeros((4, 3, 32, 32), np.float32))
     subnet = json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 48})
-    with pytest.raises(UsageError, match=r"expected samples shaped \(N, 3, 48, 48\) for input 'image', got \(4, 3, 32, 32\)"):
-        resolve_model(ModelRequest("ofa-mbv3", subnet=subnet, calib_data=tmp_path / "calib.npy"))
+    with pytest.raises(UsageError, match=r"--bn-data \S+: expected samples shaped \(N, 3, 48, 48\) for input 'image', got \(4, 3, 32, 32\)"):
+        resolve_model(ModelRequest("ofa-mbv3", subnet=subnet, bn_data=tmp_path / "calib.npy"))

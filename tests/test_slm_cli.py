@@ -59,7 +59,11 @@ def test_generate_stream_prints_tokens(t5_bundle, capsys):
 def test_generate_errors_are_one_line(t5_bundle, capsys, args, code, message):
     _, bundle = t5_bundle
     assert main(["generate", str(bundle), *args]) == code
-    err = capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    if "--json" in args:  # errors under --json are a JSON object on stdout
+        err = json.loads(captured.out)["error"]["message"]
+    else:
+        err = captured.err.strip()
     assert message in err and len(err.splitlines()) == 1, err
 
 

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 
@@ -50,30 +51,50 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: sys.argv) and return the exit code."""
+    """Run the CLI with ``argv`` (default: sys.argv) and return the exit code.
+
+    With ``--json`` on the command line an error is a JSON object on stdout,
+    ``{"error": {"type": "UsageError", "message": "..."}}``, with the same exit code.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    as_json = "--json" in args
     args = [a for a in args if a != "--debug"]
     try:
-        # standalone mode: typer prints usage errors itself and exits 2; our errors propagate.
-        app(args=args, prog_name="edgekit", standalone_mode=True)
-        code = 0
+        # standalone mode: typer prints usage errors itself and exits 2; our errors propagate. Under
+        # --json, usage errors propagate too, to be reported as JSON.
+        result = app(args=args, prog_name="edgekit", standalone_mode=not as_json)
+        code = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        code = 130
+        code = _fail("Interrupted", "interrupted: nothing was written", 130, as_json, prefix="")
+    except typer.TyperException as exc:  # click's usage errors: raised only under --json (non-standalone mode)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        code = _fail("UsageError", message, getattr(exc, "exit_code", 2), as_json)
+    except typer.Abort:
+        code = _fail("Aborted", "aborted", 1, as_json)
     except EdgekitError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2 if isinstance(exc, UsageError) else 1
+        code = _fail(type(exc).__name__, str(exc), 2 if isinstance(exc, UsageError) else 1, as_json)
     except Exception as exc:  # a bug in edgekit or a dependency: still one line unless --debug
         if debug:
             traceback.print_exc()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: internal {type(exc).__name__}: {message} (rerun with --debug for the traceback)", file=sys.stderr)
-        code = 1
+        code = _fail(type(exc).__name__, f"internal {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
+                     1, as_json)
     if argv is None:
         sys.exit(code)
+    return code
+
+
+def _fail(kind: str, message: str, code: int, as_json: bool, prefix: str = "error: ") -> int:
+    """Report an error: a JSON object on stdout under ``--json``, else one line on stderr; returns ``code``."""
+    one_line = " ".join(message.split())
+    if as_json:
+        sys.stdout.write(json.dumps({"error": {"type": kind, "message": one_line}}) + "\n")
+        sys.stdout.flush()
+    else:
+        print(f"{prefix}{message}", file=sys.stderr)
     return code

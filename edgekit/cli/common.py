@@ -1,18 +1,42 @@
-"""Output helpers shared by the commands: JSON or rich tables on stdout, progress on stderr."""
+"""Output helpers shared by the commands: JSON or rich tables on stdout, progress and warnings on stderr.
+
+Example:
+    >>> with progress() as say:   # doctest: +SKIP
+    ...     say("exporting")      # a spinner on a terminal, else the line "edgekit: exporting" on stderr
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from typing import Any, Callable, Iterator
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["out", "err", "emit", "progress", "table", "human_bytes"]
+__all__ = ["out", "err", "emit", "progress", "warn", "table", "human_bytes", "PIPE_WIDTH"]
 
-out = Console(soft_wrap=True)
+PIPE_WIDTH = 4096  # columns when stdout is a pipe or a file: tables keep their natural width
+
+
+class _Stdout(Console):
+    """A console that wraps to the terminal, but never wraps or truncates into a pipe or a file
+    (rich would use $COLUMNS or 80 columns there, and cut names in tables that scripts read)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Stdout(soft_wrap=True)
 err = Console(stderr=True)
 
 
@@ -26,20 +50,55 @@ def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
 
 @contextlib.contextmanager
 def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A spinner on stderr whose message the callback updates; silent when stderr is not a terminal."""
-    if not enabled or not err.is_terminal:
+    """Report progress on stderr: a spinner on a terminal (unless ``enabled`` is False, e.g. under
+    ``--json``); into a pipe or a file, one plain line ``edgekit: <message>`` per new message, so piped
+    runs and CI logs show where a command is (stdout keeps only the result, JSON included). An in-process
+    stand-in for stderr (a StringIO: no file descriptor) gets neither."""
+    if err.is_terminal:
+        if not enabled:
+            yield lambda message: None
+            return
+        with err.status("starting") as status:
+            yield lambda message: status.update(message)
+        return
+    if not _is_pipe_or_file(sys.stderr):
         yield lambda message: None
         return
-    with err.status("starting") as status:
-        yield lambda message: status.update(message)
+    last: list[str] = []
+
+    def say(message: str) -> None:
+        if last != [message]:
+            last[:] = [message]
+            _stderr_line(f"edgekit: {message}")
+
+    yield say
+
+
+def _is_pipe_or_file(stream: Any) -> bool:
+    """Whether ``stream`` writes to an OS pipe or file (a file descriptor that is not a terminal)."""
+    try:
+        return not os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+
+
+def warn(message: str) -> None:
+    """Print ``warning: <message>`` as one line on stderr."""
+    _stderr_line(f"warning: {message}")
+
+
+def _stderr_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
-    grid = Table(title=title, title_justify="left")
+    """A rich table whose title and cells are data, never markup (``[batch, 3]`` stays visible)."""
+    grid = Table(title=None if title is None else escape(title), title_justify="left")
     for column in columns:
-        grid.add_column(column)
+        grid.add_column(escape(column), overflow="fold")  # a narrow terminal wraps long names, never cuts them
     for row in rows:
-        grid.add_row(*[str(cell) for cell in row])
+        grid.add_row(*[escape(str(cell)) for cell in row])
     return grid
 
 

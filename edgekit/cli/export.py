@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Mapping, Optional
 
 import typer
 
@@ -15,8 +15,12 @@ __all__ = ["register"]
 def export_command(
     target: str = typer.Option("host", "--target", "-t", help="Target name or alias (edgekit targets list)."),
     target_file: Optional[Path] = typer.Option(None, "--target-file", help="Your own target profile (TOML)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in name, package.module:factory, or a .pt2 file."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Example input shape, e.g. 1,3,224,224."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in name (ofa-mbv3, slm-encdec, hf:DIR, ...), package.module:factory, path/to/file.py:factory, or a .pt2 file."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="Example input shape, e.g. 1,3,224,224; several inputs: NAME=SHAPE, once per input."),
+    input_names: Optional[str] = typer.Option(None, "--input-names", help="Input names, e.g. image,mask (default: forward's argument names)."),
+    output_names: Optional[str] = typer.Option(None, "--output-names", help="Output names, e.g. logits,embedding (default: the model's dict keys)."),
+    dynamic: Optional[str] = typer.Option(None, "--dynamic", help="hw: dynamic height and width (the last two axes of image inputs); batch is always dynamic."),
+    trust_model_file: bool = typer.Option(False, "--trust-model-file", help="Load a .pt2 even if it holds pickles, which can run code: only for files you trust."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ofa-mbv3: supernet weights (once-for-all or edgekit)."),
     subnet: Optional[str] = typer.Option(None, "--subnet", help='ofa-mbv3: subnet as JSON {"ks", "e", "d", "r"}.'),
     subnet_file: Optional[Path] = typer.Option(None, "--subnet-file", help="ofa-mbv3: subnet config JSON file."),
@@ -29,22 +33,27 @@ def export_command(
     seed: int = typer.Option(0, "--seed", help="With --budget-ms: seed of the search."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (the dynamo exporter needs >= 18)."),
     dynamo: bool = typer.Option(False, "--dynamo", help="Use the torch.export-based ONNX exporter."),
-    atol: float = typer.Option(1e-4, "--atol", help="Parity tolerance against torch."),
-    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="int8 calibration samples: .npy shaped (N, ...)."),
+    atol: float = typer.Option(1e-4, "--atol", help="Parity: |onnx - torch| <= atol + rtol x |torch| per element."),
+    rtol: float = typer.Option(1e-3, "--rtol", help="Parity: relative part of the criterion (see --atol)."),
+    bn_data: Optional[Path] = typer.Option(None, "--bn-data", help="ofa-mbv3: BatchNorm recalibration images, .npy (N, C, H, W) (default: the family's data)."),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="int8 calibration samples only: .npy shaped (N, ...)."),
     calib_samples: int = typer.Option(64, "--calib-samples", help="How many calibration samples to use."),
-    max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", help="Refuse int8/fp16 losing more accuracy (0.05 = 5 points)."),
+    max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", help="Refuse --bn-data or int8/fp16 losing more held-out accuracy (0.05 = 5 points)."),
     bench_runs: int = typer.Option(50, "--bench-runs", help="Timed runs on this host after export (0 skips)."),
     out_dir: Path = typer.Option(Path("edgekit-bundle"), "--out", "-o", help="Bundle directory to write."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if it is not an edgekit bundle (its files are lost)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Export a model to a validated bundle (default: the built-in model, fp32 ONNX)."""
-    from edgekit.models.registry import ModelRequest, parse_shape
+    from edgekit.models.registry import ModelRequest
     from edgekit.pipeline import ExportRequest, export_bundle
 
+    shape, io_options = _io_options(input_shape or [], input_names, output_names, dynamic, trust_model_file)
     request = ExportRequest(
         out=out_dir,
-        model=ModelRequest(model, parse_shape(input_shape) if input_shape else None, checkpoint=checkpoint,
-                           subnet=_one_subnet(subnet, subnet_file), space=space, calib_data=calib_data),
+        model=ModelRequest(model, shape, checkpoint=checkpoint, **io_options,
+                           subnet=_one_subnet(subnet, subnet_file), space=space, bn_data=bn_data,
+                           calib_data=calib_data),
         target=target,
         target_file=target_file,
         format=fmt,
@@ -56,9 +65,11 @@ def export_command(
         opset=opset,
         dynamo=dynamo,
         atol=atol,
+        rtol=rtol,
         measure_runs=bench_runs,
         calib_samples=calib_samples,
         max_accuracy_drop=max_accuracy_drop,
+        force=force,
     )
     with progress(not as_json) as say:
         result = export_bundle(request, progress=say)
@@ -68,8 +79,12 @@ def export_command(
         rows = [[name, human_bytes(info["bytes"]), info["sha256"][:16]] for name, info in manifest.files.items()]
         out.print(table(f"bundle {result.path}  ({manifest.name} -> {manifest.target}, {manifest.format} {manifest.precision})",
                         ["file", "size", "sha256"], rows))
-        worst = max(manifest.validation["max_abs_error"].values(), default=0.0)
-        out.print(f"parity vs torch: max abs error {worst:.2e} (atol {manifest.validation['atol']:g}) - passed")
+        for line in _parity_lines(manifest.validation):
+            out.print(line)
+        accuracy = manifest.validation.get("accuracy")
+        for step in accuracy["steps"] if accuracy else ():
+            out.print(f"{step['label']}: held-out top-1 {100 * step['before']:.1f}% -> {100 * step['after']:.1f}% "
+                      f"({step['samples']} samples, {step['runtime']}; before: {step['baseline']})")
         variant = manifest.validation.get("precision")
         if variant:
             vs = variant["vs_fp32"]
@@ -81,12 +96,17 @@ def export_command(
             out.print(text + f" ({vs['samples']} samples of {vs['data']})")
             if "chosen" in variant:
                 out.print(f"int8 configuration: {variant['chosen']} (fastest within error of the best, measured here)")
+        if accuracy:
+            exported = accuracy["exported"]
+            out.print(f"accuracy: held-out top-1 {100 * exported['top1']:.1f}% ({exported['samples']} samples of "
+                      f"{accuracy['data']}, {exported['runtime']})")
         for item in manifest.latency:
             if item["source"] == "measured":
                 out.print(f"latency: {item['ms']:.3f} ms p50 (measured on {item['device']}, {item['runtime']}, "
                           f"{item['threads']} thread(s), batch {item['batch']})")
             else:
-                out.print(f"latency on {item['device']} {item['unit']} ({item['runtime']}): {item['ms']:.3f} ms "
+                precision = item.get("precision", manifest.precision)
+                out.print(f"latency on {item['device']} {item['unit']} ({item['runtime']}, {precision}): {item['ms']:.3f} ms "
                           f"({item['source']}, batch {item['batch']})")
         search = manifest.extra.get("search")
         if search:
@@ -97,10 +117,51 @@ def export_command(
             if "budget_held" in search:
                 out.print(f"budget {'held' if search['budget_held'] else 'MISSED'}: measured {search['measured_ms']:.3f} ms "
                           f"on this host vs {search['budget_ms']:g} ms")
-        if not any(item.get("device") == manifest.target for item in manifest.latency):
-            out.print(f"latency on {manifest.target}: no prediction (its default unit has no published peak)")
+        if result.latency_note and not any(item.get("device") == manifest.target for item in manifest.latency):
+            out.print(f"latency on {manifest.target}: no prediction: {result.latency_note}")
 
-    emit({"bundle": str(result.path), "manifest": manifest.to_json()}, as_json, render)
+    emit({"bundle": str(result.path), "manifest": manifest.to_json(),
+          **({"latency_note": result.latency_note} if result.latency_note else {})}, as_json, render)
+
+
+def _parity_line(label: str, record: Mapping[str, Any]) -> str:
+    """One validation record as a line whose verdict can be checked by eye against the printed criterion."""
+
+    def worst(value) -> float:
+        return max(value.values(), default=0.0) if isinstance(value, Mapping) else float(value)
+
+    text = f"{label}: max abs error {worst(record['max_abs_error']):.2e}"
+    if "max_rel_error" in record:
+        text += f", max rel error {worst(record['max_rel_error']):.1e}"
+    criterion = f"criterion |err| <= atol {record['atol']:g} + rtol {record['rtol']:g} x |torch|"
+    if "trials" in record:
+        criterion += f", {record['trials']} trials"
+    return f"{text} ({criterion}) - {'passed' if record.get('passed', True) else 'FAILED'}"
+
+
+def _parity_lines(validation: Mapping[str, Any]) -> list[str]:
+    """Single-graph bundles: one line; multi-graph bundles: one per graph plus the chained check."""
+    if "graphs" not in validation:
+        return [_parity_line("parity vs torch", validation)]
+    lines = [_parity_line(f"parity vs torch ({name})", record) for name, record in validation["graphs"].items()]
+    if "chained_vs_source" in validation:
+        lines.append(_parity_line("parity of the chained graphs vs the source model", validation["chained_vs_source"]))
+    return lines
+
+
+def _io_options(shapes: List[str], input_names: Optional[str], output_names: Optional[str],
+                dynamic: Optional[str], trust_model_file: bool) -> tuple[Any, dict[str, Any]]:
+    """The bare ``--input-shape`` and the other I/O fields of the ModelRequest, parsed."""
+    from edgekit.models.registry import parse_dynamic, parse_input_shapes, parse_names
+
+    shape, named = parse_input_shapes(shapes)
+    return shape, {
+        "input_shapes": named,
+        "input_names": parse_names(input_names, "--input-names") if input_names is not None else None,
+        "output_names": parse_names(output_names, "--output-names") if output_names is not None else None,
+        "dynamic_hw": parse_dynamic(dynamic),
+        "trust_model_file": trust_model_file,
+    }
 
 
 def _one_subnet(subnet: Optional[str], subnet_file: Optional[Path]) -> Optional[str]:

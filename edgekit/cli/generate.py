@@ -42,7 +42,7 @@ def generate_command(
     top_k: int = typer.Option(50, "--top-k", help="Sample among the k most likely tokens (0: all)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample within this probability mass."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
-    stream: bool = typer.Option(False, "--stream", help="Print each token as it is generated."),
+    stream: bool = typer.Option(False, "--stream", help="Print each token as it is generated (with beams: as soon as every beam that can still win agrees on it)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads (default: the runtime's)."),
     as_json: bool = typer.Option(False, "--json", help="Print ids (and text) as JSON."),
 ) -> None:
@@ -58,7 +58,7 @@ def generate_command(
     if task not in ("seq2seq", "causal-lm"):
         raise UsageError(f"{bundle}: bundle task {task!r} is not a generation task (seq2seq or causal-lm)")
     lm = rt.load(bundle, threads=threads)
-    rows = [lm.tokenizer.encode(t) for t in text] if text else [parse_ids(i) for i in input_ids]
+    rows = lm.encode(list(text)) if text else [parse_ids(i) for i in input_ids]
     if stream and len(rows) != 1:
         raise UsageError("--stream needs a single input")
 
@@ -72,11 +72,9 @@ def generate_command(
         rows, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample, temperature=temperature,
         top_k=top_k, top_p=top_p, seed=seed, on_token=on_token if stream else None,
     )
-    prompt_width = 1 if task == "seq2seq" else max(map(len, rows))
-    new_tokens = [row[prompt_width:] for row in sequences.tolist()]
-    result = {"sequences": sequences.tolist(), "new_tokens": new_tokens}
+    result = {"sequences": sequences.tolist(), "new_tokens": lm.completions(sequences, rows)}
     if text:
-        result["text"] = [lm.tokenizer.decode(row) for row in new_tokens]
+        result["text"] = lm.decode(sequences, rows)
     if stream:
         sys.stdout.write("\n")
         return

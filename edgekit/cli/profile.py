@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit, out, progress, table
+from .common import emit, out, progress, table, warn
 
 __all__ = ["register"]
 
@@ -32,9 +32,11 @@ def profile_command(
     from edgekit.runtimes.bundle import read_bundle
     from edgekit.runtimes.errors import UsageError
     from edgekit.targets import load_target
+    from edgekit.targets.profile import device_mismatch
     from edgekit.targets.store import LatencyStore
 
-    target_name = load_target(target).name
+    resolved = load_target(target)
+    target_name = resolved.name
     if agent is None and target_name != "host":
         raise UsageError(
             f"measuring on {target_name} needs the device's agent: run 'edgekit agent --token T' on the device, "
@@ -63,18 +65,21 @@ def profile_command(
             result = AgentClient(agent, token, timeout).profile(file, threads, warmup, runs, per_node)
             source = f"measured on {target_name} via agent {agent}"
 
-    record = result.to_record(target_name, precision, {"model": str(model), "source": source})
+    mismatch = device_mismatch(resolved, result.device) if agent is not None else None
+    if mismatch is not None:
+        warn(f"measured on {target_name} through {agent}, but {mismatch}: check --agent and --target")
+    record = result.to_record(target_name, precision, {"model": str(model), "source": source, "device_mismatch": mismatch})
     with LatencyStore(store_path) as store:
         store.record(record)
         stored_in = store.path
 
     data = {"model": str(model), "target": target_name, "precision": precision, "source": source,
-            "store": str(stored_in), **result.to_json()}
+            "store": str(stored_in), **result.to_json(), "device_mismatch": mismatch}
 
     def render() -> None:
         stats = result.stats
         out.print(table(f"{model} ({result.runtime} {result.runtime_version}, {result.threads} thread(s), {precision})",
-                        ["p50 ms", "p90 ms", "p99 ms", "mean ms", "throughput/s", "runs"],
+                        ["p50 ms", "p90 ms", "p99 ms", "mean ms", stats.throughput_unit, "runs"],
                         [[f"{stats.p50_ms:.3f}", f"{stats.p90_ms:.3f}", f"{stats.p99_ms:.3f}", f"{stats.mean_ms:.3f}",
                           f"{stats.throughput:.1f}", stats.runs]]))
         if result.per_node:
@@ -83,7 +88,9 @@ def profile_command(
             shown = min(TOP_NODES, len(result.per_node))
             out.print(table(f"slowest {shown} of {len(result.per_node)} nodes (median kernel time)",
                             ["node", "op", "ms", "share"], rows))
-        out.print(f"{source}; stored in {stored_in} (target {target_name}, key {result.model_sha256[:12]}...)")
+        machine = result.device
+        on = f" ({machine['machine']}, {machine['cpu_model']}, {machine['logical_cores']} cores)" if machine else ""
+        out.print(f"{source}{on}; stored in {stored_in} (target {target_name}, key {result.model_sha256[:12]}...)")
 
     emit(data, as_json, render)
 

@@ -56,7 +56,7 @@ def select_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target."""
-    from edgekit.pipeline import resolve_target
+    from edgekit.targets import resolve_target
     from edgekit.search.run import run_selection, selection_json
 
     resolved = resolve_target(target, None)
@@ -75,10 +75,17 @@ def select_command(
                   f"{best['format']}; predicted {best['latency_ms']:.3f} ms ({best['latency_source']}), "
                   f"accuracy {100 * best['accuracy']:.2f}% (predicted), {best['memory_mb']:.1f} MB")
         out.print(f"subnet: {__import__('json').dumps(best['config'], separators=(',', ':'))}")
-        rows = [[f"{c['latency_ms']:.3f}", f"{100 * c['accuracy']:.2f}", f"{c['unit']}/{c['precision']}", c["config"]["r"],
+        if not best["writable"]:
+            out.print(f"(edgekit cannot write {best['format']} yet: export --budget-ms chooses among "
+                      f"{', '.join(data['writable_formats']) or 'nothing this target runs'})")
+        rows = [[f"{c['latency_ms']:.3f}", f"{100 * c['accuracy']:.2f}", f"{c['unit']}/{c['precision']}", c["format"],
+                 "yes" if c["writable"] else "no*", c["config"]["r"],
                  "yes" if c["latency_ms"] * (1 + margin) <= budget_ms else ""] for c in data["pareto"]]
         step = max(1, len(rows) // 15)
-        out.print(table("Pareto front (predicted)", ["ms", "acc %", "unit/precision", "res", "fits"], rows[::step]))
+        out.print(table("Pareto front (predicted)", ["ms", "acc %", "unit/precision", "format", "writable", "res", "fits"],
+                        rows[::step]))
+        for fmt, why in data["not_writable"].items():
+            out.print(f"* {fmt}: {why}")
         search = data["search"]
         out.print(f"searched {search['evaluated']} candidates in {search['seconds']:.2f} s ({search['generations']} generations)"
                   + (f"; skipped: {'; '.join(data['skipped_options'])}" if data["skipped_options"] else ""))

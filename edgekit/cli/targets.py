@@ -66,14 +66,15 @@ def show_command(
     name: Optional[str] = typer.Argument(None, help="Target name or alias."),
     target_file: Optional[Path] = typer.Option(None, "--target-file", help="A target profile TOML instead of a name."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Bundle or .onnx: predict its latency per unit and precision."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the prediction (default: all cores)."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for the prediction and the stored measurement to use "
+                                "(default 1, as edgekit profile measures)."),
     store_path: Optional[Path] = typer.Option(None, "--store", help="Latency store with measurements (default: user cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one target: its compute units, peak throughput, memory and constraints; with --model, the
     model's predicted latency on each unit and precision, and whether it fits in memory."""
-    from edgekit.pipeline import resolve_target
     from edgekit.runtimes.errors import UsageError
+    from edgekit.targets import resolve_target
 
     if name is None and target_file is None:
         raise UsageError("give a target name (edgekit targets list) or --target-file")

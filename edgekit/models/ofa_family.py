@@ -3,9 +3,12 @@
 The supernet comes from ``--checkpoint`` (a once-for-all release file or an edgekit checkpoint; its
 space is detected from the file unless ``--space`` names it) or the shipped trained supernet. The
 subnet comes from ``--subnet`` (JSON text or a .json file in once-for-all's ``{"ks", "e", "d", "r"}``
-form); the default is the largest subnet. BatchNorm statistics are recalibrated on calibration
-images (the once-for-all recipe) whenever the family has data (the shipped shapes space) or
-``--calib-data`` gives images.
+form); the default is the largest subnet. BatchNorm statistics are recalibrated (the once-for-all
+recipe) on ``--bn-data`` images when given, else on the family's own images (the shipped shapes spaces);
+``extra["bn_recalibration"]`` says which (the pipeline reads it to know that this family takes
+``--bn-data``). The family's images also feed int8 calibration unless ``--calib-data`` is given (read by
+the pipeline; it never touches BatchNorm), and its labelled held-out images let the pipeline measure
+each step's accuracy.
 
 Example (with the shipped supernet)::
 
@@ -29,6 +32,7 @@ __all__ = ["ofa_source", "SHIPPED_SPACE", "BN_CALIBRATION_IMAGES"]
 SHIPPED_SPACE = "ofa-mbv3-shapes"
 BN_CALIBRATION_IMAGES = 512
 _DETECT_ORDER = ("ofa-mbv3-shapes", "ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "ofa-mbv3-tiny")
+_SPACES_WITH_DATA = ("ofa-mbv3-shapes", "ofa-mbv3-tiny")  # trained on (or sized for) the procedural shapes
 
 
 def _supernet(request: ModelRequest):
@@ -58,21 +62,33 @@ def _subnet_config(request: ModelRequest, space):
     return SubnetConfig.from_file(Path(text), space)
 
 
-def _calibration_images(request: ModelRequest, space, resolution: int, n: int) -> tuple[np.ndarray | None, str]:
-    if request.calib_data is not None:
-        from .registry import load_samples
+def _has_data(space) -> bool:
+    return space.name in _SPACES_WITH_DATA
 
-        images = load_samples(Path(request.calib_data), space.input_spec(resolution))
-        return images[:n], f"--calib-data {Path(request.calib_data).name}"
-    if space.name in ("ofa-mbv3-shapes", "ofa-mbv3-tiny"):
-        from edgekit.models.ofa import calibration_images
 
-        return calibration_images(n, resolution), "procedural shapes (calibration seed)"
-    return None, ""
+def _family_images(space, resolution: int, n: int) -> tuple[np.ndarray | None, str]:
+    """The family's own unlabelled images (calibration seed), or None for spaces without data."""
+    if not _has_data(space):
+        return None, ""
+    from edgekit.models.ofa import calibration_images
+
+    return calibration_images(n, resolution), "procedural shapes (calibration seed)"
+
+
+def _bn_images(request: ModelRequest, space, resolution: int, n: int) -> tuple[np.ndarray | None, str]:
+    """BatchNorm recalibration images: ``--bn-data`` when given, else the family's own images."""
+    if request.bn_data is None:
+        return _family_images(space, resolution, n)
+    from .registry import load_samples
+
+    images = load_samples(Path(request.bn_data), space.input_spec(resolution), "--bn-data")
+    return images[:n], f"--bn-data {Path(request.bn_data).name}"
 
 
 def ofa_source(request: ModelRequest) -> ModelSource:
     """Materialize the requested subnet, recalibrate its BatchNorm, and describe it for export."""
+    import torch
+
     from edgekit.models.ofa import count_macs, count_params, materialize, recalibrate_bn
     from edgekit.runtimes.bundle import sha256_file
 
@@ -82,10 +98,8 @@ def ofa_source(request: ModelRequest) -> ModelSource:
     if request.input_shape is not None and tuple(request.input_shape[1:]) != (space.in_channels, config.r, config.r):
         raise UsageError(f"--input-shape {request.input_shape} disagrees with the subnet's resolution {config.r}")
     module = materialize(supernet, config)
-    images, data_name = _calibration_images(request, space, config.r, BN_CALIBRATION_IMAGES)
+    images, data_name = _bn_images(request, space, config.r, BN_CALIBRATION_IMAGES)
     if images is not None:
-        import torch
-
         recalibrate_bn(module, torch.from_numpy(images))
     spec = space.input_spec(config.r)
     checkpoint = request.checkpoint or _shipped(space.name)
@@ -94,11 +108,10 @@ def ofa_source(request: ModelRequest) -> ModelSource:
         "params": count_params(config, space),
         "checkpoint": str(checkpoint) if checkpoint else "random init",
         "checkpoint_sha256": sha256_file(Path(checkpoint)) if checkpoint else None,
-        "bn_recalibration": f"{len(images)} images of {data_name}" if images is not None else "none (no calibration data)",
+        "bn_recalibration": f"{len(images)} images of {data_name}" if images is not None
+        else "none (no --bn-data and no family data)",
     }
-    has_data = space.name in ("ofa-mbv3-shapes", "ofa-mbv3-tiny")
-    import torch
-
+    has_data = _has_data(space)
     if images is not None:
         example = torch.from_numpy(images[:1])
     else:
@@ -107,8 +120,8 @@ def ofa_source(request: ModelRequest) -> ModelSource:
         module=module.eval(), inputs=(spec,), example_inputs=(example,), name=f"ofa-mbv3 ({space.name})",
         output_names=(space.output_spec().name,), task="classification",
         provenance={"model": "ofa-mbv3", "space": space.name}, extra=extra,
-        calibration=(lambda n: [{spec.name: img[None]} for img in _calibration_images(request, space, config.r, n)[0]])
-        if images is not None else None,
+        calibration=(lambda n: [{spec.name: img[None]} for img in _family_images(space, config.r, n)[0]])
+        if has_data else None,
         evaluation=(lambda: _held_out(space, config.r)) if has_data else None,
     )
 

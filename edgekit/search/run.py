@@ -33,13 +33,18 @@ def run_selection(model: str | None, target, budget_ms: float, *, memory_mb: flo
 
 
 def selection_json(family, target, selection) -> dict:
-    """The chosen candidate, the Pareto front and the search's statistics as JSON-ready data."""
+    """The chosen candidate, the Pareto front and the search's statistics as JSON-ready data; each candidate
+    says whether edgekit can write its format yet, and ``not_writable`` names the formats it cannot."""
+    from .select import writable
+
     best = selection.result.best
 
     def candidate(c):
         return {"config": c.config.to_dict(), "unit": c.option.unit, "precision": c.option.precision,
-                "format": c.option.format, "latency_ms": round(c.latency_ms, 4), "accuracy": round(c.accuracy, 4),
-                "memory_mb": round(c.memory_mb, 3)}
+                "format": c.option.format, "writable": writable(c.option.format), "latency_ms": round(c.latency_ms, 4),
+                "accuracy": round(c.accuracy, 4), "memory_mb": round(c.memory_mb, 3)}
+
+    shown = [best, *selection.result.pareto]
 
     return {
         "model": family.name, "space": family.space.name, "target": target.name,
@@ -51,4 +56,7 @@ def selection_json(family, target, selection) -> dict:
                    "seconds": round(selection.result.seconds, 3)},
         "latency_sources": {str(o): s for o, s in selection.sources.items()},
         "skipped_options": list(selection.skipped),
+        "not_writable": {fmt: "planned, edgekit cannot write it yet"
+                         for fmt in dict.fromkeys(c.option.format for c in shown) if not writable(fmt)},
+        "writable_formats": [fmt for fmt in target.formats if writable(fmt)],
     }

@@ -37,7 +37,7 @@ from .blockwise import BlockwiseTable
 from .evolution import Budget, NoFeasibleCandidate, SearchResult, evolve
 from .latency import SubnetLatency
 
-__all__ = ["Option", "Selection", "SubnetMemory", "deployment_options", "select"]
+__all__ = ["Option", "Selection", "SubnetMemory", "deployment_options", "select", "writable"]
 
 _BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -89,6 +89,16 @@ class SubnetMemory:
         return (sum(w for w, _ in values) + max(a for _, a in values)) * _BYTES[precision] / 1e6
 
 
+def writable(fmt: str) -> bool:
+    """Whether edgekit can write ``fmt`` today (``exporters.formats.FORMATS``).
+
+    Example:
+        >>> writable("onnx"), writable("tensorrt")
+        (True, False)
+    """
+    return fmt in FORMATS and FORMATS[fmt].available
+
+
 def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False) -> list[Option]:
     """Every (unit, precision, format) to consider, checked against the target's profile."""
     units = [target.unit(unit)] if unit else list(target.units)
@@ -96,7 +106,7 @@ def deployment_options(target, unit: str | None = None, precision: str = "auto",
         raise UsageError(f"--precision {precision!r} is not one of auto, fp32, fp16, int8")
     options = []
     for u in units:
-        formats = [f for f in u.formats if not writable_only or (f in FORMATS and FORMATS[f].available)]
+        formats = [f for f in u.formats if not writable_only or writable(f)]
         if not formats:
             continue
         precisions = u.precisions if precision == "auto" else ((precision,) if precision in u.precisions else ())

@@ -17,14 +17,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "space": ["OFASpace", "SPACE_NAMES", "get_space", "make_divisible", "mbv3_space", "shapes_space", "space_size", "tiny_space"],
+    "space": ["OFASpace", "SPACE_NAMES", "default_checkpoint", "get_space", "make_divisible", "mbv3_space", "shapes_space", "space_size", "tiny_space"],
     "config": ["SubnetConfig", "SubnetConfigError", "crossover", "largest", "mutate", "sample", "smallest"],
     "cost": ["LayerCost", "count_macs", "count_params", "layer_costs", "model_size_bytes"],
     "supernet": ["OFASubnet", "OFASupernet", "materialize"],
     "checkpoint": [
         "CheckpointError",
         "build_supernet",
-        "default_checkpoint",
         "load_checkpoint",
         "save_checkpoint",
     ],

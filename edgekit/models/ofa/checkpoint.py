@@ -31,7 +31,7 @@ import torch
 
 from edgekit.runtimes.errors import ModelLoadError, UsageError
 
-from .space import OFASpace, get_space
+from .space import _DEFAULTS, OFASpace, default_checkpoint, get_space  # default_checkpoint: torch-free
 from .supernet import OFASupernet
 
 __all__ = [
@@ -44,28 +44,12 @@ __all__ = [
 ]
 
 FORMAT = "edgekit-ofa"
-_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-_DEFAULTS = {"ofa-mbv3-shapes": "ofa_mbv3_shapes.pt"}
 _OPTIONAL = ("num_batches_tracked",)
 _SHOW = 5
 
 
 class CheckpointError(ModelLoadError):
     """A checkpoint that cannot be read, or whose keys/shapes do not fit the requested space."""
-
-
-def default_checkpoint(space_name: str) -> Path | None:
-    """The checkpoint shipped with edgekit for ``space_name`` (``None`` where none ships).
-
-    Example:
-        >>> default_checkpoint("ofa-mbv3-shapes").name
-        'ofa_mbv3_shapes.pt'
-        >>> default_checkpoint("ofa-mbv3-w1.0") is None
-        True
-    """
-    get_space(space_name)  # validates the name
-    name = _DEFAULTS.get(space_name)
-    return _WEIGHTS_DIR / name if name else None
 
 
 def _ofa_name(key: str) -> str:

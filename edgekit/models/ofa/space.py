@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgekit.runtimes.errors import UsageError
 
 __all__ = [
     "OFASpace",
     "SPACE_NAMES",
+    "default_checkpoint",
     "get_space",
     "make_divisible",
     "mbv3_space",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 _ACTS = ("relu", "h_swish")
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+_DEFAULTS = {"ofa-mbv3-shapes": "ofa_mbv3_shapes.pt"}  # the checkpoint shipped per space
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -291,3 +295,17 @@ def get_space(name: str) -> OFASpace:
         return _BUILDERS[name]()
     except KeyError:
         raise UsageError(f"unknown OFA space {name!r}: allowed {list(SPACE_NAMES)}") from None
+
+
+def default_checkpoint(space_name: str) -> Path | None:
+    """The checkpoint shipped with edgekit for ``space_name`` (``None`` where none ships).
+
+    Example:
+        >>> default_checkpoint("ofa-mbv3-shapes").name
+        'ofa_mbv3_shapes.pt'
+        >>> default_checkpoint("ofa-mbv3-w1.0") is None
+        True
+    """
+    get_space(space_name)  # validates the name
+    name = _DEFAULTS.get(space_name)
+    return _WEIGHTS_DIR / name if name else None

@@ -203,7 +203,7 @@ def export_parts(
     validation["max_abs_error"] = {
         name: max(g["max_abs_error"].values(), default=0.0) for name, g in validation["graphs"].items()
     }
-    validation["atol"] = atol
+    validation["atol"], validation["rtol"] = atol, rtol
     return graphs, validation
 
 
@@ -229,7 +229,8 @@ def export_family(request, target, stage_dir: Path, progress: Progress) -> Manif
         )
     progress(f"loading model {request.model.ref}")
     parts, tokenizer = resolve_parts(request.model.ref)
-    graphs, validation = export_parts(parts, Path(stage_dir), progress, atol=request.atol, opset=request.opset)
+    graphs, validation = export_parts(parts, Path(stage_dir), progress, atol=request.atol, rtol=request.rtol,
+                                      opset=request.opset)
     seq2seq = isinstance(parts, Seq2SeqParts)
     extra = {
         "generation": dict(parts.generation),
