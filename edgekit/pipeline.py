@@ -104,15 +104,13 @@ def _choose_format(request: ExportRequest, target) -> str:
 
 
 def _measure_on_host(path: Path, source: ModelSource, runs: int, threads: int) -> dict[str, Any]:
-    import numpy as np
-
-    from edgekit.exporters.onnx import random_feeds
+    from edgekit.runtimes.spec import random_inputs
     from edgekit.runtimes.ort import OrtSession
     from edgekit.targets.host import detect_host
     from edgekit.targets.measure import measure_latency
 
     session = OrtSession(path, threads=threads, inputs=source.inputs)
-    feeds = random_feeds(source.inputs, trial_sizes(source.inputs, source.example_inputs)[0], np.random.default_rng(0))
+    feeds = random_inputs(source.inputs, trial_sizes(source.inputs, source.example_inputs)[0], int_high=100)
     stats = measure_latency(session, feeds, warmup=max(3, runs // 5), runs=runs)
     return {
         "source": "measured",
@@ -167,7 +165,7 @@ def _calibration_samples(request: ExportRequest, source: ModelSource, n: int, se
     inputs (labelled as such in the manifest). BatchNorm never sees these (that is ``--bn-data``)."""
     import numpy as np
 
-    from edgekit.exporters.onnx import random_feeds
+    from edgekit.runtimes.spec import random_inputs
 
     if request.model.calib_data is not None:
         return _load_calib_file(Path(request.model.calib_data), source, n), f"--calib-data {request.model.calib_data}"
@@ -175,7 +173,7 @@ def _calibration_samples(request: ExportRequest, source: ModelSource, n: int, se
         return source.calibration(n), f"{source.name} family data"
     rng = np.random.default_rng(seed)
     sizes = trial_sizes(source.inputs, source.example_inputs)[0]
-    return [random_feeds(source.inputs, sizes, rng) for _ in range(n)], "random normal inputs (no real data given)"
+    return [random_inputs(source.inputs, sizes, rng=rng, int_high=100) for _ in range(n)], "random normal inputs (no real data given)"
 
 
 def _load_calib_file(path: Path, source: ModelSource, n: int) -> list[dict]:
@@ -380,6 +378,7 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
             latency=tuple(latency),
             toolchain=toolchain_versions(),
             extra={**source.extra, **({"search": _search_record(search, latency)} if search else {})},
+            example_sizes=trial_sizes(source.inputs, source.example_inputs)[0],
         )
         say("writing bundle")
         manifest = stage.commit(manifest)

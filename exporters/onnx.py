@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgekit.runtimes.errors import ExportError, ModelLoadError, ValidationError, require
-from edgekit.runtimes.spec import Dim, TensorSpec
+from edgekit.runtimes.spec import Dim, TensorSpec, random_inputs
 
 __all__ = [
     "OnnxExportOptions",
@@ -37,7 +37,6 @@ __all__ = [
     "ValidationReport",
     "export_onnx",
     "validate",
-    "random_feeds",
     "read_onnx_specs",
     "output_names_of",
     "run_example",
@@ -340,6 +339,8 @@ def export_onnx(
     """
     torch = require("torch", "export")
     onnx = require("onnx", "export")
+    if options.dynamo:
+        require("onnxscript", "dynamo")  # torch's dynamo exporter imports it on first use
     path = Path(path)
     model.eval()
     names = [spec.name for spec in inputs]
@@ -394,22 +395,6 @@ def export_onnx(
     return OnnxArtifact(path, kept_inputs, file_outputs, opset)
 
 
-def random_feeds(
-    specs: Sequence[TensorSpec], sizes: Mapping[str, int], rng: np.random.Generator, int_high: int = 100
-) -> dict[str, np.ndarray]:
-    """Random inputs for ``specs`` (normal floats, uniform ints in [0, int_high)), dynamic axes from ``sizes``."""
-    feeds = {}
-    for spec in specs:
-        shape = spec.concrete(sizes)
-        if spec.dtype.startswith("float"):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == "bool":
-            feeds[spec.name] = rng.random(shape) < 0.5
-        else:
-            feeds[spec.name] = rng.integers(0, int_high, size=shape).astype(spec.dtype)
-    return feeds
-
-
 def validate(
     onnx_path: str | Path,
     model,
@@ -433,7 +418,7 @@ def validate(
     onnx_path = Path(onnx_path)
     session = session_factory(onnx_path) if session_factory else OrtSession(onnx_path, inputs=inputs)
     rng = np.random.default_rng(seed)
-    trials = list(feeds) if feeds is not None else [random_feeds(inputs, s, rng) for s in sizes]
+    trials = list(feeds) if feeds is not None else [random_inputs(inputs, s, rng=rng, int_high=100) for s in sizes]
     max_abs: dict[str, float] = {}
     max_rel: dict[str, float] = {}
     passed = True

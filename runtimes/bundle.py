@@ -267,7 +267,9 @@ class Manifest:
     """What a bundle holds and where it came from. ``files`` is filled in by :class:`BundleWriter`.
 
     ``latency`` entries are dicts that always carry ``source`` ("measured" or "modeled") and ``ms``.
-    ``extra`` holds model-family data (subnet config, generation config, ...).
+    ``extra`` holds model-family data (subnet config, generation config, ...). ``example_sizes`` gives
+    each named dynamic axis the size the model was exported and timed at (``{"batch": 1, "height": 224}``),
+    so bench and profile feed realistic inputs; axes it does not name take 1.
     """
 
     target: str
@@ -283,6 +285,7 @@ class Manifest:
     toolchain: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    example_sizes: Mapping[str, int] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def graph(self, name: str = "model") -> Graph:
@@ -306,6 +309,7 @@ class Manifest:
             "latency": [dict(item) for item in self.latency],
             "toolchain": dict(self.toolchain),
             "extra": dict(self.extra),
+            "example_sizes": dict(self.example_sizes),
         }
 
     @classmethod
@@ -337,10 +341,19 @@ class Manifest:
             toolchain=data.get("toolchain", {}),
             extra=data.get("extra", {}),
             files=data["files"],
+            example_sizes=_example_sizes(data.get("example_sizes", {}), where),
             schema_version=version,
         )
         _check_names(manifest, where)
         return manifest
+
+
+def _example_sizes(value: Any, where: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 20 for k, v in value.items()
+    ):
+        raise BundleError(f"{where}: field 'example_sizes' must map axis names to sizes 1..{1 << 20}, got {value!r}")
+    return dict(value)
 
 
 @dataclass(frozen=True)

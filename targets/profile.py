@@ -20,19 +20,19 @@ import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 import edgekit.runtimes as rt
 from edgekit.runtimes.bundle import read_bundle, sha256_file
 from edgekit.runtimes.errors import ModelLoadError, UsageError, require
-from edgekit.runtimes.spec import TensorSpec
+from edgekit.runtimes.spec import random_inputs
 
 from .measure import LatencyStats, measure_latency
 
 __all__ = ["NodeTime", "ProfileResult", "profile_model", "device_facts", "machine_facts", "device_mismatch", "model_file",
-           "random_inputs"]
+           "example_sizes"]
 
 
 @dataclass(frozen=True)
@@ -159,24 +159,15 @@ def model_file(path: str | Path) -> Path:
     return read_bundle(path).file() if path.is_dir() else path
 
 
-def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random feeds for ``specs``, every dynamic axis of size 1 (floats normal, ints 0/1, bools random).
+def example_sizes(path: str | Path) -> dict[str, int]:
+    """The sizes of named axes a bundle was exported at (``{}`` for a bare model file or an older bundle).
 
     Example:
-        >>> random_inputs((TensorSpec("x", ("batch", 3)),))["x"].shape
-        (1, 3)
+        >>> example_sizes("net.onnx")
+        {}
     """
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in specs:
-        shape = spec.concrete({}, default=1)
-        if spec.dtype.startswith("float"):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == "bool":
-            feeds[spec.name] = rng.random(shape) < 0.5
-        else:
-            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(spec.dtype)
-    return feeds
+    path = Path(path)
+    return dict(read_bundle(path, verify=False).manifest.example_sizes) if path.is_dir() else {}
 
 
 def _runtime_version(backend: str) -> str:
@@ -208,7 +199,7 @@ def profile_model(
         raise UsageError(f"need runs >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
     session = rt.load(path, threads=threads)
     file = model_file(path)
-    feeds = random_inputs(session.inputs)
+    feeds = random_inputs(session.inputs, example_sizes(path))
     stats = measure_latency(session, feeds, warmup=warmup, runs=runs)
     nodes: tuple[NodeTime, ...] = ()
     if per_node:

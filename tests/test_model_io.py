@@ -152,6 +152,18 @@ def test_dynamic_height_and_width(tmp_path, capsys):
     assert got.shape == (1, 4, 24, 40) and np.abs(got - expected).max() < 1e-4
 
 
+def test_bench_and_profile_feed_the_exported_spatial_size(tmp_path, capsys):
+    """A --dynamic hw bundle was benchmarked on 1x1 images: the manifest now records the example sizes."""
+    from edgekit.targets.profile import profile_model
+
+    manifest = _export(capsys, tmp_path / "b", "--model", f"{FIXTURES}:tiny_segmenter", "--dynamic", "hw")
+    assert manifest["example_sizes"] == {"batch": 1, "height": 16, "width": 16}
+    code, text = _cli(capsys, "bench", str(tmp_path / "b"), "--runs", "3", "--warmup", "1", "--batch", "2", "--json")
+    assert code == 0, text
+    assert json.loads(text)["inputs"] == {"input": [2, 3, 16, 16]}
+    assert profile_model(tmp_path / "b", runs=2, warmup=0).stats.runs == 2
+
+
 def test_output_axes_that_follow_no_input_axis_get_the_output_name(tmp_path):
     from edgekit.exporters.onnx import export_onnx, validate
     from edgekit.runtimes.spec import TensorSpec

@@ -7,13 +7,13 @@ bundles (seq2seq, causal-lm) report time to first token and decode tokens/s of g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import typer
 
 from edgekit.runtimes.errors import UsageError
-from edgekit.runtimes.spec import TensorSpec
+from edgekit.runtimes.spec import TensorSpec, random_inputs
 
 from .common import emit, out, table
 
@@ -22,20 +22,20 @@ __all__ = ["register", "random_feeds", "fixed_prompt"]
 _INPUT_TOKENS, _NEW_TOKENS = 16, 16
 
 
-def random_feeds(inputs: Sequence[TensorSpec], batch: int | None, seed: int = 0) -> tuple[dict[str, np.ndarray], int]:
-    """Seeded random feeds whose first axis is ``batch`` (None: 1, or the model's fixed batch) and other dynamic axes 1.
-
-    Returns the feeds and the batch actually fed; a fixed first axis other than ``batch`` is a UsageError.
+def random_feeds(inputs: Sequence[TensorSpec], batch: int | None, sizes: Mapping[str, int] | None = None,
+                 seed: int = 0) -> tuple[dict[str, np.ndarray], int]:
+    """Seeded random feeds: named axes at ``sizes`` (a bundle's example sizes; 1 when absent), the first axis
+    at ``batch`` when given. Returns the feeds and the batch actually fed; a fixed first axis other than
+    ``batch`` is a UsageError.
 
     Example:
-        >>> feeds, fed = random_feeds([TensorSpec("x", ("batch", 3))], 4)
+        >>> feeds, fed = random_feeds([TensorSpec("x", ("batch", 3, "height"))], 4, {"height": 8})
         >>> feeds["x"].shape, fed
-        ((4, 3), 4)
+        ((4, 3, 8), 4)
         >>> random_feeds([TensorSpec("x", (2, 3))], None)[1]
         2
     """
-    rng = np.random.default_rng(seed)
-    feeds = {}
+    sizes = dict(sizes or {})
     for spec in inputs:
         lead = spec.shape[0] if spec.shape else None
         if batch is not None and isinstance(lead, int) and lead != batch:
@@ -43,10 +43,9 @@ def random_feeds(inputs: Sequence[TensorSpec], batch: int | None, seed: int = 0)
                 f"--batch {batch}: input {spec.name!r} has a fixed batch of {lead} (shape {spec.shape_str()}); "
                 "drop --batch or re-export the model with a dynamic batch axis"
             )
-        sizes = {lead: batch} if isinstance(lead, str) and batch is not None else {}
-        shape = spec.concrete(sizes, default=1)
-        values = rng.standard_normal(shape) if spec.dtype.startswith("float") else rng.integers(0, 2, shape)
-        feeds[spec.name] = values.astype(spec.dtype)
+        if isinstance(lead, str) and batch is not None:
+            sizes[lead] = batch
+    feeds = random_inputs(inputs, sizes, seed=seed)
     fed = next((array.shape[0] for array in feeds.values() if array.ndim), 1)
     return feeds, int(fed)
 
@@ -62,10 +61,12 @@ def fixed_prompt(lm: Any, length: int, batch: int = 1, seed: int = 0) -> list[li
 
 def _bench_graph(model: Path, session: Any, batch: int | None, warmup: int, runs: int, threads: int, as_json: bool) -> None:
     from edgekit.targets.measure import measure_latency
+    from edgekit.targets.profile import example_sizes
 
-    feeds, fed = random_feeds(session.inputs, batch)
+    feeds, fed = random_feeds(session.inputs, batch, example_sizes(model))
     stats = measure_latency(session, feeds, warmup=warmup, runs=runs, batch=fed)
-    data = {"model": str(model), "backend": session.backend, "threads": threads, **stats.to_json()}
+    data = {"model": str(model), "backend": session.backend, "threads": threads,
+            "inputs": {name: list(array.shape) for name, array in feeds.items()}, **stats.to_json()}
 
     def render() -> None:
         out.print(table(f"{model} on this host ({session.backend}, {threads} thread(s), batch {fed}; measured)",
