@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import edgekit.runtimes as rt
     from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         shape = (1, 3, args.resolution, args.resolution)
-        export_bundle(ExportRequest(out=bundle, model=ModelRequest("mobilenet-v3-small", shape), measure_runs=0))
+        export_bundle(ExportRequest(out=bundle, model=ModelRequest("mobilenet-v3-small", shape), measure=MeasureConfig(runs=0)))
         session = rt.load(bundle, threads=1)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1

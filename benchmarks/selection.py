@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from edgekit.models.ofa.data import CALIBRATION_SEED, HELDOUT_SEED
     from edgekit.models.ofa.train import evaluate_subnet
     from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, export_bundle
     from edgekit.profiling import build_block_table, fit_configs, time_subnets
     from edgekit.search.family import searchable
     from edgekit.search.latency import SubnetLatency
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     rng = random.Random(99)
     pool = [sample(space, rng) for _ in range(args.brute)]
     pool_latency = {p: np.array([m.predict(c) for c in pool]) for p, m in models.items()}
-    pool_accuracy = {p: predictor.predict(pool, space, p) for p in models}
+    pool_accuracy = {p: predictor.predict(pool, p) for p in models}
 
     supernet = build_supernet(space.name, "default")
     images, labels = make_shapes(2000, seed=HELDOUT_SEED, size=64)
@@ -99,7 +99,8 @@ def main(argv=None) -> int:
         brute = max((float(pool_accuracy[p][pool_latency[p] <= budget].max()) for p in models
                      if (pool_latency[p] <= budget).any()), default=None)  # None: no random subnet fits
         request = ExportRequest(out=work / f"b{budget}", model=ModelRequest("ofa-mbv3", subnet=best.config.to_json()),
-                                target="host", precision=best.option.precision, measure_runs=100)
+                                target="host", output=OutputConfig(precision=best.option.precision),
+                                measure=MeasureConfig(runs=100))
         manifest = export_bundle(request).manifest
         measured = manifest.latency[0]["ms"]
         accuracy = evaluate_subnet(supernet, best.config, images, labels, calib)

@@ -128,7 +128,7 @@ def part_a(args) -> dict:
 
     import edgekit.runtimes as rt
     from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="edgekit-seq2seq-"))
@@ -138,7 +138,7 @@ def part_a(args) -> dict:
         for p in model.parameters():
             p.normal_(0, 0.3)  # random init emits one token forever otherwise
     model.save_pretrained(work / "t5")
-    export_bundle(ExportRequest(out=work / "bundle", model=ModelRequest(f"hf:{work / 't5'}"), measure_runs=0))
+    export_bundle(ExportRequest(out=work / "bundle", model=ModelRequest(f"hf:{work / 't5'}"), measure=MeasureConfig(runs=0)))
     lm = rt.load(work / "bundle", threads=1)
     rng = np.random.default_rng(0)
     inputs = [rng.integers(2, T5_CONFIG["vocab_size"], size=int(n)).tolist() for n in rng.integers(16, 33, size=args.inputs)]
@@ -186,7 +186,7 @@ def _slm_bundles(work: Path, size: str, configs) -> tuple[dict[str, Path], dict[
     from edgekit.models.registry import ModelRequest
     from edgekit.models.slm.export import BUILTIN_CHECKPOINTS
     from edgekit.models.slm.model import build_model, load_checkpoint, save_checkpoint
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
 
     bundles, params = {}, {}
     for ref, config in zip(("slm-encdec", "slm-deconly"), configs):
@@ -197,7 +197,7 @@ def _slm_bundles(work: Path, size: str, configs) -> tuple[dict[str, Path], dict[
             source = f"slm:{work / ref}.pt"
         bundles[ref] = work / f"{size}-{ref}".replace(" ", "_").replace("(", "").replace(")", "").replace("~", "")
         params[ref] = config.parameter_count()
-        export_bundle(ExportRequest(out=bundles[ref], model=ModelRequest(source), measure_runs=0))
+        export_bundle(ExportRequest(out=bundles[ref], model=ModelRequest(source), measure=MeasureConfig(runs=0)))
     return bundles, params
 
 

@@ -94,7 +94,8 @@ def build_block_table(
     """Time every distinct block of ``space`` at ``resolutions`` alone; the table's fit comes later."""
     import onnxruntime
 
-    from edgekit.models.ofa.blocks import build_block, space_blocks
+    from edgekit.models.ofa.blocks import build_block
+    from edgekit.models.ofa.specs import space_blocks
 
     say = progress or (lambda message: None)
     torch.manual_seed(0)

@@ -1,45 +1,38 @@
-"""The one table of output formats: it drives option checks, CLI choices and the README's table.
+"""The format table, as exporters see it: the records live in :mod:`edgekit.runtimes.formats` (the one
+table); this module only re-exports them with the exporter-side checks of :mod:`edgekit.exporters.base`.
 
 Example:
     >>> check_format("onnx", "fp32").suffix
     '.onnx'
+    >>> FORMATS["tflite"].available
+    False
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Iterator, Mapping
 
-from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.formats import Format, find_format, formats, get_format, register_format
 
-__all__ = ["FormatInfo", "FORMATS", "check_format"]
+from .base import check_format, writable
 
-
-@dataclass(frozen=True)
-class FormatInfo:
-    name: str
-    suffix: str
-    precisions: tuple[str, ...]  # precisions edgekit can write in this format today
-    runtime: str
-    available: bool
-    note: str = ""
+__all__ = ["Format", "FORMATS", "check_format", "writable", "formats", "get_format", "register_format"]
 
 
-FORMATS: dict[str, FormatInfo] = {
-    "onnx": FormatInfo("onnx", ".onnx", ("fp32", "fp16", "int8"), "onnxruntime", True,
-                       "TorchScript exporter, opset 17; int8 static QDQ and fp16 via onnxruntime"),
-    "tflite": FormatInfo("tflite", ".tflite", (), "litert", False, "planned: litert-torch conversion"),
-    "tensorrt": FormatInfo("tensorrt", ".engine", (), "tensorrt", False, "planned: engine or on-device build kit"),
-}
+class _ByName(Mapping[str, Format]):
+    """Format name -> record, read from the one table at each use."""
+
+    def __getitem__(self, name: str) -> Format:
+        record = find_format(name)
+        if record is None:
+            raise KeyError(name)
+        return record
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([f.name for f in formats()])
+
+    def __len__(self) -> int:
+        return len(formats())
 
 
-def check_format(fmt: str, precision: str) -> FormatInfo:
-    """Return the format's table row, or raise UsageError naming what edgekit can write."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r} is not one of {sorted(FORMATS)}")
-    info = FORMATS[fmt]
-    if not info.available:
-        writable = [name for name, row in FORMATS.items() if row.available]
-        raise UsageError(f"--format {fmt}: edgekit cannot write it yet ({info.note}); available: {writable}")
-    if precision not in info.precisions:
-        raise UsageError(f"--precision {precision}: format {fmt} supports {list(info.precisions)} so far")
-    return info
+FORMATS: Mapping[str, Format] = _ByName()

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.runtimes.errors import ModelLoadError, require
+from edgekit.runtimes.precision import PRECISIONS, bytes_per_element
 
 __all__ = ["MemoryEstimate", "estimate_memory"]
-
-_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)
@@ -38,14 +37,14 @@ class MemoryEstimate:
 
     def bytes(self, precision: str = "fp32") -> int:
         """Weights and activations at ``precision`` (int8 keeps activations 8-bit too, as QDQ runs)."""
-        return (self.weight_elems + self.peak_activation_elems) * _BYTES[precision]
+        return (self.weight_elems + self.peak_activation_elems) * bytes_per_element(precision)
 
     def megabytes(self, precision: str = "fp32") -> float:
         return self.bytes(precision) / 1e6
 
     def to_json(self) -> dict:
         return {"weight_elems": self.weight_elems, "peak_activation_elems": self.peak_activation_elems,
-                "megabytes": {p: round(self.megabytes(p), 3) for p in _BYTES}}
+                "megabytes": {p: round(self.megabytes(p), 3) for p in PRECISIONS}}
 
 
 def estimate_memory(path: str | Path) -> MemoryEstimate:

@@ -28,8 +28,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.errors import ExportError, ModelLoadError, ValidationError, require
-from edgekit.runtimes.spec import Dim, TensorSpec, random_inputs
+from edgekit.runtimes.errors import ExportError, ModelLoadError, require
+from edgekit.runtimes.spec import Dim, TensorSpec
+
+from .base import Artifact, BaseExporter, ExportGraph, ExportOptions
+from .parity import ValidationReport, check_parity, flat_outputs, output_names_of, run_example, trial_sizes
 
 __all__ = [
     "OnnxExportOptions",
@@ -41,6 +44,7 @@ __all__ = [
     "output_names_of",
     "run_example",
     "trial_sizes",
+    "OnnxExporter",
 ]
 
 LEGACY_MAX_OPSET = 20
@@ -69,32 +73,6 @@ class OnnxArtifact:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     opset: int
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """Largest absolute and relative error per output over every trial; ``passed`` against tolerance."""
-
-    atol: float
-    rtol: float
-    trials: int
-    max_abs: Mapping[str, float]
-    max_rel: Mapping[str, float]
-    passed: bool
-
-    @property
-    def worst_abs(self) -> float:
-        return max(self.max_abs.values(), default=0.0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "atol": self.atol,
-            "rtol": self.rtol,
-            "trials": self.trials,
-            "max_abs_error": dict(self.max_abs),
-            "max_rel_error": dict(self.max_rel),
-            "passed": self.passed,
-        }
 
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 3: "int8", 2: "uint8", 6: "int32", 7: "int64", 9: "bool"}
@@ -187,86 +165,6 @@ def _find_node(model, example_inputs: tuple, op: str) -> str:
     return "node not located"
 
 
-def _flat_items(result, name: str = "output") -> list[tuple[str, Any]]:
-    """A model's outputs as ``(name, tensor)`` in the order torch.onnx.export writes them: dict keys name
-    their values, sequence items are numbered, ``None`` is dropped."""
-    if isinstance(result, Mapping):
-        items = [(str(key), value) for key, value in result.items()]
-    elif isinstance(result, (tuple, list)):
-        items = [(f"{name}_{i}", value) for i, value in enumerate(result)]
-    else:
-        return [(name, result)]
-    flat: list[tuple[str, Any]] = []
-    for key, value in items:
-        if value is not None:
-            flat.extend(_flat_items(value, key) if isinstance(value, (Mapping, tuple, list)) else [(key, value)])
-    return flat
-
-
-def output_names_of(result) -> tuple[str, ...]:
-    """Names for a model's outputs: dict keys (in order), ``output_0, output_1, ...`` for a tuple, or
-    ``output`` for one tensor.
-
-    Example:
-        >>> import torch
-        >>> output_names_of({"logits": torch.zeros(1), "embedding": torch.zeros(1)})
-        ('logits', 'embedding')
-        >>> output_names_of((torch.zeros(1), torch.zeros(1)))
-        ('output_0', 'output_1')
-    """
-    return tuple(name for name, _ in _flat_items(result))
-
-
-def run_example(model, names: Sequence[str], example_inputs: tuple):
-    """Run ``model`` on its example inputs (no grad); ExportError names the shapes when they do not fit.
-
-    Example:
-        >>> import torch
-        >>> run_example(torch.nn.Linear(4, 2), ["x"], (torch.zeros(1, 4),)).shape
-        torch.Size([1, 2])
-    """
-    torch = require("torch", "export")
-    try:
-        with torch.no_grad():
-            return model(*example_inputs)
-    except Exception as exc:
-        shapes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(names, example_inputs))
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"input shape {shapes} does not fit the model: {message}") from exc
-
-
-def _other_size(size: int, k: int) -> int:
-    """The k-th dynamic axis at another size that keeps its power-of-two divisibility (up to 32), so
-    that models which downsample and concatenate skips still run, and two axes never move together."""
-    step = min(size & -size, 32)
-    return size + (k + 1) * step
-
-
-def trial_sizes(inputs: Sequence[TensorSpec], example_inputs: Sequence[Any]) -> tuple[dict[str, int], ...]:
-    """Named-axis sizes to try a model at: the example's with batch 1, batch 2, and (when other axes such
-    as height/width are dynamic) every other axis at another size; the example's twice (two random
-    draws) when nothing is dynamic.
-
-    Example:
-        >>> import torch
-        >>> spec = TensorSpec("x", ("batch", 3, "height", "width"))
-        >>> trial_sizes([spec], [torch.zeros(1, 3, 32, 24)])
-        ({'batch': 1, 'height': 32, 'width': 24}, {'batch': 2, 'height': 32, 'width': 24}, {'batch': 1, 'height': 64, 'width': 40})
-    """
-    base: dict[str, int] = {}
-    for spec, example in zip(inputs, example_inputs):
-        for axis, name in spec.dynamic_axes.items():
-            base.setdefault(name, int(example.shape[axis]))
-    trials = []
-    if "batch" in base:
-        base["batch"] = 1
-        trials.append({**base, "batch": 2})
-    others = {name: _other_size(base[name], k) for k, name in enumerate(n for n in base if n != "batch")}
-    if others:
-        trials.append({**base, **others})
-    return (base, *(trials or [base]))
-
-
 def _axis_name(output: str, axis: int, sizes: list[int], trials: Sequence[Mapping[str, int]]) -> Dim:
     """An output axis: fixed when its size never changed, else the input axis it follows, else
     ``<output>_dim<axis>``."""
@@ -289,7 +187,7 @@ def _output_dims(model, inputs: Sequence[TensorSpec], example_inputs: tuple, nam
             for spec, ex in zip(inputs, example_inputs)
         )
         try:
-            flat = _flat_items(run_example(model, [s.name for s in inputs], feeds))
+            flat = flat_outputs(run_example(model, [s.name for s in inputs], feeds))
         except ExportError as exc:
             changed = ", ".join(f"{k}={v}" for k, v in sizes.items())
             raise ExportError(f"the model does not run with dynamic axes {changed}: {exc}") from exc
@@ -412,40 +310,37 @@ def validate(
     An element fails when ``|onnx - torch| > atol + rtol * |torch|``. Trials use each mapping of
     dynamic-axis sizes in ``sizes`` (unnamed axes default to 1), or the explicit ``feeds``.
     """
-    torch = require("torch", "export")
-    from edgekit.runtimes.ort import OrtSession
+    from edgekit.runtimes import load_file
 
     onnx_path = Path(onnx_path)
-    session = session_factory(onnx_path) if session_factory else OrtSession(onnx_path, inputs=inputs)
-    rng = np.random.default_rng(seed)
-    trials = list(feeds) if feeds is not None else [random_inputs(inputs, s, rng=rng, int_high=100) for s in sizes]
-    max_abs: dict[str, float] = {}
-    max_rel: dict[str, float] = {}
-    passed = True
-    model.eval()
-    for trial in trials:
-        got = session.run(dict(trial))
-        with torch.no_grad():
-            expected = [v for _, v in _flat_items(model(*[torch.from_numpy(np.asarray(trial[s.name])) for s in inputs]))]
-        assert len(expected) == len(got), f"torch gave {len(expected)} outputs, ONNX {len(got)}"
-        for (name, value), ref in zip(got.items(), expected):
-            ref = ref.detach().float().numpy() if hasattr(ref, "detach") else np.asarray(ref, np.float32)
-            value = np.asarray(value, np.float32)
-            if value.shape != ref.shape:
-                raise ValidationError(
-                    f"{onnx_path}: output {name!r} has shape {value.shape} in ONNX but {ref.shape} in torch"
-                )
-            diff = np.abs(value - ref)
-            max_abs[name] = max(max_abs.get(name, 0.0), float(diff.max(initial=0.0)))
-            rel = diff / np.maximum(np.abs(ref), 1e-12)
-            max_rel[name] = max(max_rel.get(name, 0.0), float(rel.max(initial=0.0)))
-            passed &= bool(np.all(diff <= atol + rtol * np.abs(ref)))
-    report = ValidationReport(atol, rtol, len(trials), max_abs, max_rel, passed)
-    if not passed:
-        worst = max(max_abs, key=max_abs.get)
-        raise ValidationError(
-            f"{onnx_path}: output {worst!r} differs from torch by up to {max_abs[worst]:.3g} "
-            f"(tolerance atol {atol:g} + rtol {rtol:g}); the export is wrong and was not saved",
-            report,
-        )
-    return report
+    session = session_factory(onnx_path) if session_factory else load_file(onnx_path, "onnx", inputs=inputs)
+    return check_parity(session, model, inputs, feeds=feeds, trials=sizes, atol=atol, rtol=rtol, seed=seed,
+                        where=str(onnx_path))
+
+
+class OnnxExporter(BaseExporter):
+    """The ONNX format's exporter: :func:`export_onnx`, then fp16 / int8 variants of the fp32 file
+    (:mod:`edgekit.exporters.quantize`); validation runs the file in the format's runtime backend."""
+
+    format = "onnx"
+
+    def describe(self, options: ExportOptions) -> str:
+        return f"opset {options.opset}"
+
+    def export(self, graph: ExportGraph, path: Path, options: ExportOptions) -> Artifact:
+        onnx_options = OnnxExportOptions(opset=options.opset, dynamo=options.dynamo, metadata=options.metadata)
+        artifact = export_onnx(graph.module, graph.inputs, graph.example_inputs, path,
+                               output_names=graph.output_names, output_axes=graph.output_axes, options=onnx_options)
+        exporter = "torch.onnx (dynamo)" if options.dynamo else "torch.onnx (TorchScript)"
+        return Artifact(artifact.path, artifact.inputs, artifact.outputs, {"exporter": exporter, "opset": artifact.opset})
+
+    def write_variant(self, fp32_path: Path, out_path: Path, precision: str, inputs: Sequence[TensorSpec],
+                      int8_calibration: Sequence[Mapping[str, np.ndarray]] = ()) -> dict[str, Any]:
+        from .quantize import convert_fp16, quantize_int8
+
+        if precision == "int8":
+            return quantize_int8(fp32_path, out_path, int8_calibration, inputs).to_json()
+        if precision == "fp16":
+            convert_fp16(fp32_path, out_path)
+            return {}
+        raise ExportError(f"--precision {precision}: the ONNX exporter writes fp16 and int8 variants of an fp32 file")

@@ -22,12 +22,19 @@ from .errors import (
     ModelLoadError,
     UsageError,
 )
+from .formats import Format, get_format, register_format, unregister_format
+from .loading import backend_class, format_for_file, load_graph
 from .session import Session
 from .spec import TensorSpec
 
 __all__ = [
     "load",
     "load_graph",
+    "load_file",
+    "Format",
+    "get_format",
+    "register_format",
+    "unregister_format",
     "Session",
     "TensorSpec",
     "Bundle",
@@ -41,9 +48,6 @@ __all__ = [
     "ModelLoadError",
 ]
 
-# File format -> backend module and class, imported only when used.
-_BACKENDS = {"onnx": ("edgekit.runtimes.ort", "OrtSession")}
-_SUFFIX_FORMATS = {".onnx": "onnx"}
 # Bundle task -> module and function ``open_bundle(bundle, **options) -> Session`` for bundles of several
 # graphs (an encoder-decoder LM runs its graphs from a generation loop).
 _TASK_LOADERS: dict[str, tuple[str, str]] = {
@@ -52,24 +56,9 @@ _TASK_LOADERS: dict[str, tuple[str, str]] = {
 }
 
 
-def _backend_class(fmt: str, where: str):
-    if fmt not in _BACKENDS:
-        raise ModelLoadError(f"{where}: no runtime backend for format {fmt!r} (available: {sorted(_BACKENDS)})")
-    import importlib
-
-    module_name, class_name = _BACKENDS[fmt]
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def load_graph(bundle: Bundle, graph: str = "model", **options: Any) -> Session:
-    """Open one graph of an already-read bundle with the backend for the bundle's format."""
-    entry = bundle.manifest.graph(graph)
-    backend = _backend_class(bundle.manifest.format, str(bundle.path))
-    return backend(bundle.file(graph), inputs=entry.inputs, outputs=entry.outputs, **options)
-
-
 def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
-    """Load a bundle directory or a bare model file (``.onnx``) and return a ready Session.
+    """Load a bundle directory or a bare model file (``.onnx``, or another registered format's suffix)
+    and return a ready Session.
 
     ``options`` go to the backend (for onnxruntime: ``threads``, ``optimization``, ``providers``).
     A bundle's files are checked against their sha256, and a file it does not list is refused, unless
@@ -92,10 +81,18 @@ def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
         return load_graph(bundle, **options)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or bundle directory")
-    fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ModelLoadError(
-            f"{path}: unknown model file type {path.suffix!r} (expected a bundle directory or one of "
-            f"{sorted(_SUFFIX_FORMATS)})"
-        )
-    return _backend_class(fmt, str(path))(path, **options)
+    return load_file(path, **options)
+
+
+def load_file(path: str | Path, fmt: str | None = None, **options: Any) -> Session:
+    """Open one model file with the backend of format ``fmt`` (default: the format its suffix names);
+    ``options`` go to the backend (``threads``, ``inputs`` / ``outputs`` specs, ...).
+
+    Example:
+        >>> load_file("model.bin")
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.ModelLoadError: model.bin: unknown model file type '.bin' (expected a bundle directory or one of ['.engine', '.onnx', '.tflite'])
+    """
+    path = Path(path)
+    return backend_class(fmt or format_for_file(path), str(path))(path, **options)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import BundleError, UsageError
+from .loading import load_graph
 from .seq2seq import LMSession, _check_graphs_agree
 from .session import Session
 
@@ -94,8 +95,6 @@ class CausalLMSession(LMSession):
 
 def open_bundle(bundle: Bundle, **options: Any) -> CausalLMSession:
     """Open a "causal-lm" bundle's decoder graph (``options`` go to the backend, e.g. ``threads``)."""
-    from . import load_graph
-
     bundle.manifest.graph("decoder")
     _check_graphs_agree(bundle, "decoder", "decoder")
     return CausalLMSession(bundle, load_graph(bundle, "decoder", **options))

@@ -20,6 +20,7 @@ import numpy as np
 from .bundle import Bundle
 from .errors import BundleError, InputMismatchError, UsageError
 from .generate import GenerationConfig, generate_tokens
+from .loading import load_graph
 from .session import Session
 from .spec import TensorSpec
 
@@ -288,8 +289,6 @@ class Seq2SeqSession(LMSession):
 
 def open_bundle(bundle: Bundle, **options: Any) -> Seq2SeqSession:
     """Open a "seq2seq" bundle's encoder and decoder graphs (``options`` go to the backend, e.g. ``threads``)."""
-    from . import load_graph
-
     for name in ("encoder", "decoder"):
         bundle.manifest.graph(name)
     _check_graphs_agree(bundle, "encoder", "decoder")

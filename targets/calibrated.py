@@ -30,8 +30,9 @@ import numpy as np
 
 from edgekit.runtimes.bundle import atomic_write_text
 from edgekit.runtimes.errors import TargetError
+from edgekit.runtimes.precision import bytes_per_element
 
-from .latency import BYTES_PER_ELEMENT, CostLike, Prediction, effective_peak
+from .latency import CostLike, Prediction, effective_peak
 from .opkinds import COMPUTE_KINDS
 from .target import Target
 
@@ -55,7 +56,7 @@ def features(ops: Iterable[CostLike], peak_tops: float, precision: str) -> np.nd
             continue
         if op.kind in ideal:
             ideal[op.kind] += 2.0 * op.macs / (peak_tops * 1e12) * 1e3
-        megabytes[group_of.get(op.kind, "movement")] += (op.weight_elems + op.activation_elems) * BYTES_PER_ELEMENT[precision] / 1e6
+        megabytes[group_of.get(op.kind, "movement")] += (op.weight_elems + op.activation_elems) * bytes_per_element(precision) / 1e6
     return np.array([*ideal.values(), *megabytes.values(), float(count), 1.0])
 
 

@@ -1,4 +1,7 @@
-"""The ``host`` target: this machine's CPU, detected when ``host.toml`` (``detect = true``) is loaded.
+"""What this machine's CPU is, read from the OS: the facts behind the ``host`` target.
+
+:func:`edgekit.targets.target.load_target_file` fills a profile with ``detect = true`` (the bundled
+``host.toml``) from :func:`detect_host`; this module knows nothing about profiles.
 
 Peak fp32 is *derived*, not measured: logical cores x clock x FP32 FLOP/cycle/core, with 64 FLOP/cycle
 for AVX-512 (2 x 16 lanes x FMA), 32 for AVX2 + FMA (2 x 8 lanes x FMA) and 16 otherwise (SSE or
@@ -18,12 +21,10 @@ from __future__ import annotations
 import os
 import platform
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from .target import Target
-
-__all__ = ["HostInfo", "detect_host", "apply_host"]
+__all__ = ["HostInfo", "detect_host"]
 
 # The /proc/cpuinfo flags that change the peak estimate (x86 names, then the Arm ones).
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma", "asimd", "asimddp")
@@ -157,40 +158,4 @@ def detect_host() -> HostInfo:
         clock_ghz=_clock_ghz(cpuinfo, model),
         flags=frozenset(flags & set(_FLAGS)),
         memory_gb=_memory_gb(),
-    )
-
-
-def apply_host(target: Target, info: HostInfo | None = None) -> Target:
-    """Fill the CPU units of ``target`` from this machine; values the TOML sets explicitly are kept.
-
-    Example:
-        >>> from edgekit.targets import load_target
-        >>> load_target("host").unit("cpu").peak["fp32"] > 0
-        True
-    """
-    info = info or detect_host()
-    units = []
-    for unit in target.units:
-        if unit.kind == "cpu":
-            pinned = replace(
-                info,
-                logical_cores=unit.cores or info.logical_cores,
-                clock_ghz=unit.clock_ghz or info.clock_ghz,
-            )
-            peak = dict(unit.peak) or pinned.peak
-            unit = replace(
-                unit,
-                cores=pinned.logical_cores,
-                clock_ghz=pinned.clock_ghz,
-                peak=peak,
-                precisions=unit.precisions or tuple(peak),
-                notes=unit.notes or pinned.notes,
-            )
-        units.append(unit)
-    memory = f", {info.memory_gb:g} GiB" if info.memory_gb else ""
-    return replace(
-        target,
-        units=tuple(units),
-        description=f"{target.description}: {info.cpu_model}, {info.logical_cores} logical cores{memory}",
-        memory_gb=target.memory_gb or info.memory_gb,
     )

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
 
 from edgekit.runtimes.errors import TargetError
+from edgekit.runtimes.precision import bytes_per_element
 
 from .opkinds import COMPUTE_KINDS
-from .target import Target
+from .target import ComputeUnit, Target
 
-__all__ = ["OpCost", "CostLike", "Prediction", "predict_ms", "effective_peak", "BYTES_PER_ELEMENT", "DEFAULT_EFFICIENCY", "DEFAULT_OVERHEAD_MS"]
-
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+__all__ = ["OpCost", "CostLike", "Prediction", "predict_ms", "effective_peak", "runnable_unit", "DEFAULT_EFFICIENCY",
+           "DEFAULT_OVERHEAD_MS"]
 
 # Fraction of the dense peak that each kind of compute op sustains, by unit kind (assumptions).
 DEFAULT_EFFICIENCY: Mapping[str, Mapping[str, float]] = {
@@ -100,6 +100,24 @@ def effective_peak(unit, precision: str, threads: int | None = None) -> tuple[fl
     return peak, tuple(notes)
 
 
+def runnable_unit(target: Target, unit_name: str | None, precision: str) -> ComputeUnit:
+    """The unit ``unit_name`` of ``target`` (default: its default unit); TargetError when it does not run ``precision``.
+
+    Example:
+        >>> from edgekit.targets import load_target
+        >>> runnable_unit(load_target("rpi4"), None, "fp16")
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.TargetError: unit 'cpu' of raspberry-pi-4 does not run fp16; it runs fp32, int8
+    """
+    unit = target.unit(unit_name or target.default_unit)
+    if precision not in unit.precisions:
+        raise TargetError(
+            f"unit {unit.name!r} of {target.name} does not run {precision}; it runs {', '.join(unit.precisions) or 'nothing published'}"
+        )
+    return unit
+
+
 def predict_ms(
     ops: Iterable[CostLike], target: Target, unit_name: str | None = None, precision: str = "fp32", threads: int | None = None
 ) -> Prediction:
@@ -107,11 +125,7 @@ def predict_ms(
 
     ``threads`` limits a CPU unit to that many of its cores (default: all of them).
     """
-    unit = target.unit(unit_name or target.default_unit)
-    if precision not in unit.precisions:
-        raise TargetError(
-            f"unit {unit.name!r} of {target.name} does not run {precision}; it runs {', '.join(unit.precisions) or 'nothing published'}"
-        )
+    unit = runnable_unit(target, unit_name, precision)
     peak, peak_notes = effective_peak(unit, precision, threads)
     notes = list(peak_notes)
     if peak is None:
@@ -122,7 +136,7 @@ def predict_ms(
     efficiency = {**DEFAULT_EFFICIENCY.get(unit.kind, DEFAULT_EFFICIENCY["cpu"]), **dict(unit.efficiency)}
     overhead = DEFAULT_OVERHEAD_MS.get(unit.kind, 0.01)
     fused = unit.kind != "cpu"
-    element_bytes = BYTES_PER_ELEMENT[precision]
+    element_bytes = bytes_per_element(precision)
     compute_total = memory_total = overhead_total = total = 0.0
     for op in ops:
         if fused and op.kind in _FUSED_ON_ACCELERATORS:

@@ -18,16 +18,21 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NoReturn
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn
 
 from edgekit.runtimes.errors import TargetError
+from edgekit.runtimes.formats import FORMAT_NAMES, RUNTIME_FORMATS
+from edgekit.runtimes.precision import PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from .host import HostInfo
 
 __all__ = [
     "PRECISIONS",
@@ -37,21 +42,15 @@ __all__ = [
     "ComputeUnit",
     "Target",
     "load_target_file",
+    "apply_host",
 ]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 KINDS = ("cpu", "gpu", "npu", "dla", "tpu")
-FORMATS = ("onnx", "tflite", "tensorrt")
+FORMATS = FORMAT_NAMES  # the registered formats (edgekit.runtimes.formats), read at each use
 RUNTIMES = ("tensorrt", "onnxruntime", "litert", "qnn", "edgetpu")
 
-# The file format each runtime loads; a unit's runtime must load at least one of the unit's formats.
-_RUNTIME_FORMATS = {
-    "tensorrt": ("tensorrt",),
-    "onnxruntime": ("onnx",),
-    "litert": ("tflite",),
-    "qnn": ("onnx", "tflite"),
-    "edgetpu": ("tflite",),
-}
+# The file formats each runtime loads (from the format records); a unit's runtime must load one of its formats.
+_RUNTIME_FORMATS = RUNTIME_FORMATS
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -392,7 +391,7 @@ def load_target_file(path: str | Path) -> Target:
     """Read and validate one target profile (TOML); raises :class:`TargetError` naming file and field.
 
     A profile with ``detect = true`` (the bundled ``host.toml``) is completed from this machine by
-    :mod:`edgekit.targets.host`.
+    :func:`apply_host`.
 
     Example:
         >>> from pathlib import Path
@@ -416,8 +415,46 @@ def load_target_file(path: str | Path) -> Target:
     table = _Table(file, data)
     target = _read_target(table, file)
     if table.boolean("detect", False):
-        from .host import apply_host  # imported here: host detection reads /proc, only when asked
-
         target = apply_host(target)
     return target
+
+
+def apply_host(target: Target, info: HostInfo | None = None) -> Target:
+    """Fill the CPU units of ``target`` from this machine (:func:`edgekit.targets.host.detect_host`, or
+    ``info``); values the TOML sets explicitly are kept.
+
+    Example:
+        >>> from edgekit.targets import load_target
+        >>> load_target("host").unit("cpu").peak["fp32"] > 0
+        True
+    """
+    if info is None:
+        from .host import detect_host  # imported on use: `import edgekit.targets` stays cheap
+
+        info = detect_host()
+    units = []
+    for unit in target.units:
+        if unit.kind == "cpu":
+            pinned = replace(
+                info,
+                logical_cores=unit.cores or info.logical_cores,
+                clock_ghz=unit.clock_ghz or info.clock_ghz,
+            )
+            peak = dict(unit.peak) or pinned.peak
+            unit = replace(
+                unit,
+                cores=pinned.logical_cores,
+                clock_ghz=pinned.clock_ghz,
+                peak=peak,
+                precisions=unit.precisions or tuple(peak),
+                notes=unit.notes or pinned.notes,
+            )
+        units.append(unit)
+    memory = f", {info.memory_gb:g} GiB" if info.memory_gb else ""
+    return replace(
+        target,
+        units=tuple(units),
+        description=f"{target.description}: {info.cpu_model}, {info.logical_cores} logical cores{memory}",
+        memory_gb=target.memory_gb or info.memory_gb,
+    )
 

@@ -19,8 +19,8 @@ if str(ROOT) not in sys.path:  # `tests.fixtures.tiny_models:tiny_cnn` must impo
 def tiny_bundle(tmp_path_factory) -> Path:
     """A bundle of the tiny CNN for the host, exported once per test session."""
     from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    export_bundle(ExportRequest(out=out, model=ModelRequest("tests.fixtures.tiny_models:tiny_cnn"), measure_runs=3))
+    export_bundle(ExportRequest(out=out, model=ModelRequest("tests.fixtures.tiny_models:tiny_cnn"), measure=MeasureConfig(runs=3)))
     return out

@@ -35,12 +35,12 @@ def slm(tmp_path_factory):
 def fixed_batch_bundle(tmp_path_factory):
     """The tiny CNN from a torch.export archive: its input is (1, 3, 16, 16), no dynamic batch."""
     from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
     from tests.fixtures.tiny_models import tiny_cnn
 
     base = tmp_path_factory.mktemp("fixed")
     torch.export.save(torch.export.export(tiny_cnn().eval(), (torch.randn(1, 3, 16, 16),)), base / "tiny.pt2")
-    export_bundle(ExportRequest(out=base / "b", model=ModelRequest(str(base / "tiny.pt2")), measure_runs=0))
+    export_bundle(ExportRequest(out=base / "b", model=ModelRequest(str(base / "tiny.pt2")), measure=MeasureConfig(runs=0)))
     return base / "b"
 
 

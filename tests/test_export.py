@@ -8,7 +8,7 @@ import torch
 
 from edgekit.exporters.onnx import OnnxExportOptions, export_onnx, read_onnx_specs, validate
 from edgekit.models.registry import ModelRequest, parse_shape, resolve_model
-from edgekit.pipeline import ExportRequest, export_bundle
+from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, export_bundle
 from edgekit.runtimes.errors import ExportError, UsageError, ValidationError
 from edgekit.runtimes.spec import TensorSpec
 from tests.fixtures.tiny_models import tiny_cnn, unsupported
@@ -104,7 +104,7 @@ def test_pt2_archive_exports_with_its_static_shape(tmp_path):
     model = tiny_cnn().eval()
     program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
     torch.export.save(program, tmp_path / "tiny.pt2")
-    result = export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(str(tmp_path / "tiny.pt2")), measure_runs=0))
+    result = export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(str(tmp_path / "tiny.pt2")), measure=MeasureConfig(runs=0)))
     graph = result.manifest.graph()
     assert graph.inputs[0].shape == (1, 3, 16, 16)
     import edgekit.runtimes as rt
@@ -121,21 +121,21 @@ def test_pipeline_refuses_formats_it_cannot_write_and_keeps_existing_bundle(tiny
     shutil.copytree(tiny_bundle, out)
     before = (out / "manifest.json").read_text()
     with pytest.raises(UsageError, match="--format tflite: edgekit cannot write it yet"):
-        export_bundle(ExportRequest(out=out, target="rpi5", format="tflite"))
+        export_bundle(ExportRequest(out=out, target="rpi5", output=OutputConfig(format="tflite")))
     with pytest.raises(UsageError, match="target coral-edgetpu runs \\['tflite'\\]"):
         export_bundle(ExportRequest(out=out, target="coral"))
     with pytest.raises(UsageError, match="--precision int4: format onnx supports \\['fp32', 'fp16', 'int8'\\]"):
-        export_bundle(ExportRequest(out=out, precision="int4"))
+        export_bundle(ExportRequest(out=out, output=OutputConfig(precision="int4")))
     assert (out / "manifest.json").read_text() == before
 
 
 def test_failed_validation_writes_nothing(tmp_path, monkeypatch):
-    import edgekit.pipeline as pipeline
+    from edgekit.exporters.onnx import OnnxExporter
 
     def broken_validate(*args, **kwargs):
         raise ValidationError("parity failed")
 
-    monkeypatch.setattr(pipeline, "validate", broken_validate)
+    monkeypatch.setattr(OnnxExporter, "validate", broken_validate)
     with pytest.raises(ValidationError):
         export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest("tests.fixtures.tiny_models:tiny_cnn")))
     assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.exporters.accuracy import PrecisionReport, check_not_collapsed, compare_outputs
 from edgekit.models.registry import ModelRequest
-from edgekit.pipeline import ExportRequest, export_bundle
+from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, ValidationConfig, export_bundle
 from edgekit.runtimes.errors import ExportError, UsageError
 
 TINY = ModelRequest("tests.fixtures.tiny_models:tiny_cnn")
@@ -18,7 +18,8 @@ TINY = ModelRequest("tests.fixtures.tiny_models:tiny_cnn")
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "int8"
-    export_bundle(ExportRequest(out=out, model=TINY, precision="int8", calib_samples=16, measure_runs=5))
+    export_bundle(ExportRequest(out=out, model=TINY, output=OutputConfig(precision="int8", int8_calibration_samples=16),
+                                measure=MeasureConfig(runs=5)))
     return out
 
 
@@ -44,7 +45,8 @@ def test_int8_bundle_is_qdq_and_close_to_fp32(int8_bundle, tiny_bundle):
 def test_fp16_variant(tmp_path):
     import onnx
 
-    manifest = export_bundle(ExportRequest(out=tmp_path / "fp16", model=TINY, precision="fp16", measure_runs=0)).manifest
+    manifest = export_bundle(ExportRequest(out=tmp_path / "fp16", model=TINY, output=OutputConfig(precision="fp16"),
+                                             measure=MeasureConfig(runs=0))).manifest
     assert manifest.precision == "fp16"
     model = onnx.load(str(tmp_path / "fp16" / "model.onnx"))
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
@@ -54,8 +56,9 @@ def test_fp16_variant(tmp_path):
 
 def test_collapse_is_refused_with_numbers_and_nothing_written(tmp_path):
     with pytest.raises(ExportError, match=r"int8 output differs from fp32 by \d+\.\d% on average \(allowed 0\.0%\)"):
-        export_bundle(ExportRequest(out=tmp_path / "b", model=TINY, precision="int8", calib_samples=8,
-                                    max_rel_error=0.0, measure_runs=0))
+        export_bundle(ExportRequest(out=tmp_path / "b", model=TINY,
+                                    output=OutputConfig(precision="int8", int8_calibration_samples=8),
+                                    validation=ValidationConfig(max_rel_error=0.0), measure=MeasureConfig(runs=0)))
     assert not (tmp_path / "b").exists()
 
 
@@ -72,10 +75,10 @@ def test_labelled_accuracy_drop_is_refused():
 def test_calibration_file(tmp_path):
     good = np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "calib.npy", good)
-    with_file = ModelRequest(TINY.ref, calib_data=tmp_path / "calib.npy")
-    manifest = export_bundle(ExportRequest(out=tmp_path / "b", model=with_file, precision="int8", measure_runs=0)).manifest
+    with_file = OutputConfig(precision="int8", int8_calibration_data=tmp_path / "calib.npy")
+    manifest = export_bundle(ExportRequest(out=tmp_path / "b", model=TINY, output=with_file, measure=MeasureConfig(runs=0))).manifest
     assert manifest.validation["precision"]["calibration"].startswith("12 samples of --calib-data")
     np.save(tmp_path / "wrong.npy", good[:, :2])
     with pytest.raises(UsageError, match=r"expected samples shaped \(N, 3, 16, 16\) for input 'input', got \(12, 2, 16, 16\)"):
-        export_bundle(ExportRequest(out=tmp_path / "c", model=ModelRequest(TINY.ref, calib_data=tmp_path / "wrong.npy"),
-                                    precision="int8"))
+        export_bundle(ExportRequest(out=tmp_path / "c", model=TINY,
+                                    output=OutputConfig(precision="int8", int8_calibration_data=tmp_path / "wrong.npy")))

@@ -27,7 +27,7 @@ def predictor():
 
 def test_shipped_predictor_was_scored_on_held_out_subnets(predictor):
     assert predictor.report.held_out >= 200 and predictor.report.kendall_tau >= 0.8 and predictor.report.rmse < 0.01
-    big, small = predictor.predict([largest(SPACE), smallest(SPACE)], SPACE)
+    big, small = predictor.predict([largest(SPACE), smallest(SPACE)])
     # measured on 5000 held-out images: largest 0.990, smallest 0.849 (edgekit/models/weights/ofa_mbv3_shapes.json)
     assert abs(big - 0.990) < 0.01 and abs(small - 0.849) < 0.02
 
@@ -38,7 +38,7 @@ def test_predictor_round_trip_and_wrong_space(predictor, tmp_path):
     predictor.save(tmp_path / "p")
     again = AccuracyPredictor.load(tmp_path / "p", SPACE)
     configs = [sample(SPACE, random.Random(i)) for i in range(5)]
-    assert np.allclose(again.predict(configs, SPACE), predictor.predict(configs, SPACE))
+    assert np.allclose(again.predict(configs), predictor.predict(configs))
     with pytest.raises(UsageError, match="is for space 'ofa-mbv3-shapes', not 'ofa-mbv3-tiny'"):
         AccuracyPredictor.load(tmp_path / "p", get_space("ofa-mbv3-tiny"))
 
@@ -65,7 +65,7 @@ def test_search_meets_the_budget_and_matches_brute_force(predictor, budget):
     rng = random.Random(123)
     pool = [sample(SPACE, rng) for _ in range(3000)]
     feasible = [c for c in pool if latency.predict(c) * (1 + selection.margin) <= budget]
-    brute = max(predictor.predict(feasible, SPACE, "fp16"))
+    brute = max(predictor.predict(feasible, "fp16"))
     assert best.accuracy >= brute - 0.002
 
 

@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 import edgekit.runtimes as rt  # noqa: E402
 from edgekit.models.registry import ModelRequest  # noqa: E402
-from edgekit.pipeline import ExportRequest, export_bundle  # noqa: E402
+from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle  # noqa: E402
 
 VOCAB = 64
 MAX_NEW = 12
@@ -54,7 +54,7 @@ def build_hf_model(family: str, directory, seed: int = 0):
 def exported(request, tmp_path_factory):
     base = tmp_path_factory.mktemp(request.param)
     model = build_hf_model(request.param, base / "hf")
-    export_bundle(ExportRequest(out=base / "bundle", model=ModelRequest(f"hf:{base / 'hf'}"), measure_runs=0))
+    export_bundle(ExportRequest(out=base / "bundle", model=ModelRequest(f"hf:{base / 'hf'}"), measure=MeasureConfig(runs=0)))
     return model, rt.load(base / "bundle", threads=1)
 
 

@@ -13,10 +13,9 @@ torch = pytest.importorskip("torch")
 import edgekit.runtimes as rt  # noqa: E402
 from edgekit.models.registry import ModelRequest  # noqa: E402
 from edgekit.models.slm.config import SlmConfig, matched_decoder_only  # noqa: E402
-from edgekit.models.slm.export import export_parts  # noqa: E402
 from edgekit.models.slm.graphs import slm_parts  # noqa: E402
 from edgekit.models.slm.model import build_model, save_checkpoint  # noqa: E402
-from edgekit.pipeline import ExportRequest, export_bundle  # noqa: E402
+from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 from edgekit.runtimes.bundle import BundleWriter, read_bundle  # noqa: E402
@@ -68,14 +67,18 @@ def test_runtime_logits_match_torch(slm_bundles, tmp_path):
     assert np.abs(got - ref).max() < 1e-4
 
 
-def test_parity_failure_raises_and_writes_nothing(tmp_path):
+def test_parity_failure_raises_and_writes_nothing(tmp_path, monkeypatch):
     """Graphs from one model checked against another model's forward: ValidationError, no files."""
+    import edgekit.models.slm.export as slm_export
+
     torch.manual_seed(0)
     parts = slm_parts(build_model(TINY), "a")
     other = build_model(TINY).eval()
     wrong = replace(parts, reference=other)
+    monkeypatch.setattr(slm_export, "resolve_parts", lambda ref: (wrong, {"kind": "byte"}))
     with pytest.raises(ValidationError, match="differ from the source model"):
-        export_parts(wrong, tmp_path, lambda message: None)
+        export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest("slm-encdec"), measure=MeasureConfig(runs=0)))
+    assert not (tmp_path / "b").exists()
 
 
 def test_hf_directory_with_tokenizer(tmp_path):
@@ -93,7 +96,7 @@ def test_hf_directory_with_tokenizer(tmp_path):
     torch.manual_seed(0)
     transformers.T5ForConditionalGeneration(config).save_pretrained(tmp_path / "hf")
     tokenizer.save(str(tmp_path / "hf" / "tokenizer.json"))
-    export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(f"hf:{tmp_path / 'hf'}"), measure_runs=0))
+    export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(f"hf:{tmp_path / 'hf'}"), measure=MeasureConfig(runs=0)))
     bundle = read_bundle(tmp_path / "b")
     assert bundle.manifest.extra["tokenizer"]["files"] == ["tokenizer/tokenizer.json"]
     assert "tokenizer/tokenizer.json" in bundle.manifest.files
@@ -110,9 +113,9 @@ def test_unsupported_hf_architecture_is_named(tmp_path):
     (tmp_path / "gpt").mkdir()
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
     with pytest.raises(ModelLoadError, match="architecture GPT2LMHeadModel is not supported"):
-        export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(f"hf:{tmp_path / 'gpt'}"), measure_runs=0))
+        export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(f"hf:{tmp_path / 'gpt'}"), measure=MeasureConfig(runs=0)))
     with pytest.raises(ModelLoadError, match="no config.json"):
-        export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(f"hf:{tmp_path}"), measure_runs=0))
+        export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(f"hf:{tmp_path}"), measure=MeasureConfig(runs=0)))
     assert not (tmp_path / "b").exists()
 
 
@@ -123,7 +126,7 @@ def test_bundle_whose_graphs_disagree_on_hidden_size(slm_bundles, tmp_path):
     wide = dataclasses.replace(TINY, d_model=48, n_heads=2)
     torch.manual_seed(1)
     save_checkpoint(build_model(wide), tmp_path / "wide.pt")
-    export_bundle(ExportRequest(out=tmp_path / "wide", model=ModelRequest(f"slm:{tmp_path / 'wide.pt'}"), measure_runs=0))
+    export_bundle(ExportRequest(out=tmp_path / "wide", model=ModelRequest(f"slm:{tmp_path / 'wide.pt'}"), measure=MeasureConfig(runs=0)))
     narrow = read_bundle(slm_bundles["encdec"]).manifest
     wide_manifest = read_bundle(tmp_path / "wide").manifest
     with BundleWriter(tmp_path / "mixed") as stage:
@@ -135,9 +138,13 @@ def test_bundle_whose_graphs_disagree_on_hidden_size(slm_bundles, tmp_path):
         rt.load(tmp_path / "mixed")
 
 
-def test_precision_other_than_fp32_is_refused(tmp_path):
-    from edgekit.models.slm.export import export_family
+def test_precision_other_than_fp32_and_dynamo_are_refused_before_loading(tmp_path):
+    from edgekit.pipeline import OutputConfig
 
-    request = ExportRequest(out=tmp_path / "b", model=ModelRequest("slm-encdec"), precision="int8")
+    request = ExportRequest(out=tmp_path / "b", model=ModelRequest("slm-encdec"), output=OutputConfig(precision="int8"))
     with pytest.raises(UsageError, match="quantize"):
-        export_family(request, None, tmp_path, lambda m: None)
+        export_bundle(request)
+    request = ExportRequest(out=tmp_path / "b", model=ModelRequest("slm-encdec"), output=OutputConfig(opset=18, dynamo=True))
+    with pytest.raises(UsageError, match="--dynamo: slm-encdec exports with the TorchScript exporter only"):
+        export_bundle(request)
+    assert not (tmp_path / "b").exists()

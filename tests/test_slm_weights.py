@@ -10,7 +10,7 @@ import edgekit.runtimes as rt  # noqa: E402
 from edgekit.models.registry import ModelRequest  # noqa: E402
 from edgekit.models.slm.data import HELDOUT_SEED, make_examples  # noqa: E402
 from edgekit.models.slm.export import BUILTIN_CHECKPOINTS  # noqa: E402
-from edgekit.pipeline import ExportRequest, export_bundle  # noqa: E402
+from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not all(p.is_file() for p in BUILTIN_CHECKPOINTS.values()), reason="shipped SLM weights not present"
@@ -32,7 +32,7 @@ def test_checkpoints_are_fp16_state_dicts_of_equal_size():
 @pytest.mark.parametrize("ref", ["slm-encdec", "slm-deconly"])
 def test_exported_model_solves_heldout_examples(ref, tmp_path):
     """Exact match through edgekit.runtimes on 40 held-out examples is close to what training reported."""
-    export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(ref), measure_runs=0))
+    export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest(ref), measure=MeasureConfig(runs=0)))
     lm = rt.load(tmp_path / "b", threads=1)
     pairs = list(make_examples(40, HELDOUT_SEED))
     prompts = [lm.tokenizer.encode(s) for s, _ in pairs]

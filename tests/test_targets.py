@@ -16,7 +16,7 @@ from edgekit.runtimes.errors import EdgekitError, TargetError
 from edgekit.targets import ComputeUnit, Target, list_targets, load_target, load_target_file, target_names
 from edgekit.targets import host as host_module
 from edgekit.targets import target as target_module
-from edgekit.targets.host import HostInfo, apply_host, detect_host
+from edgekit.targets.host import HostInfo, detect_host
 
 BUNDLED = Path(targets.__file__).parent
 EXPECTED = {
@@ -287,7 +287,7 @@ def test_host_without_clock_has_no_peak_and_toml_values_win():
         name="host", description="this machine", default_unit="cpu",
         units=(ComputeUnit(name="cpu", kind="cpu", runtime="onnxruntime", formats=("onnx",), cores=2),),
     )
-    filled = apply_host(pinned, HostInfo("cpu", 64, 3.0, frozenset({"avx2", "fma"}), 1.0))
+    filled = target_module.apply_host(pinned, HostInfo("cpu", 64, 3.0, frozenset({"avx2", "fma"}), 1.0))
     assert filled.unit("cpu").cores == 2
     assert filled.unit("cpu").peak["fp32"] == pytest.approx(2 * 3.0 * 32 / 1000)
     assert filled.memory_gb == 1.0

@@ -19,7 +19,7 @@ import typer
 
 from edgekit.runtimes.errors import EdgekitError, UsageError
 
-from . import agent, bench, calibrate, export, generate, inspect, lut, ofa, profile, run, select, store, targets
+from . import agent, bench, calibrate, export, formats, generate, inspect, lut, ofa, profile, run, select, store, targets
 
 __all__ = ["app", "main"]
 
@@ -30,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (export, select, run, inspect, bench, profile, calibrate, lut, agent, store, generate, ofa):
+for module in (export, select, run, inspect, bench, profile, calibrate, lut, agent, store, generate, ofa, formats):
     module.register(app)
 app.add_typer(targets.app, name="targets")
 

@@ -46,29 +46,20 @@ def export_command(
 ) -> None:
     """Export a model to a validated bundle (default: the built-in model, fp32 ONNX)."""
     from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, SearchConfig, ValidationConfig, export_bundle
 
     shape, io_options = _io_options(input_shape or [], input_names, output_names, dynamic, trust_model_file)
     request = ExportRequest(
         out=out_dir,
         model=ModelRequest(model, shape, checkpoint=checkpoint, **io_options,
-                           subnet=_one_subnet(subnet, subnet_file), space=space, bn_data=bn_data,
-                           calib_data=calib_data),
+                           subnet=_one_subnet(subnet, subnet_file), space=space, bn_data=bn_data),
         target=target,
         target_file=target_file,
-        format=fmt,
-        precision=precision,
-        budget_ms=budget_ms,
-        memory_mb=memory_mb,
-        unit=unit,
-        search_seed=seed,
-        opset=opset,
-        dynamo=dynamo,
-        atol=atol,
-        rtol=rtol,
-        measure_runs=bench_runs,
-        calib_samples=calib_samples,
-        max_accuracy_drop=max_accuracy_drop,
+        output=OutputConfig(format=fmt, precision=precision, opset=opset, dynamo=dynamo,
+                            int8_calibration_data=calib_data, int8_calibration_samples=calib_samples),
+        search=SearchConfig(budget_ms=budget_ms, memory_mb=memory_mb, unit=unit, seed=seed),
+        validation=ValidationConfig(atol=atol, rtol=rtol, max_accuracy_drop=max_accuracy_drop),
+        measure=MeasureConfig(runs=bench_runs),
         force=force,
     )
     with progress(not as_json) as say:
@@ -76,6 +67,9 @@ def export_command(
     manifest = result.manifest
 
     def render() -> None:
+        from edgekit.targets.estimate import LatencyEstimate
+
+        latency = [LatencyEstimate.from_json(item, f"{result.path}: latency[{i}]") for i, item in enumerate(manifest.latency)]
         rows = [[name, human_bytes(info["bytes"]), info["sha256"][:16]] for name, info in manifest.files.items()]
         out.print(table(f"bundle {result.path}  ({manifest.name} -> {manifest.target}, {manifest.format} {manifest.precision})",
                         ["file", "size", "sha256"], rows))
@@ -100,14 +94,9 @@ def export_command(
             exported = accuracy["exported"]
             out.print(f"accuracy: held-out top-1 {100 * exported['top1']:.1f}% ({exported['samples']} samples of "
                       f"{accuracy['data']}, {exported['runtime']})")
-        for item in manifest.latency:
-            if item["source"] == "measured":
-                out.print(f"latency: {item['ms']:.3f} ms p50 (measured on {item['device']}, {item['runtime']}, "
-                          f"{item['threads']} thread(s), batch {item['batch']})")
-            else:
-                precision = item.get("precision", manifest.precision)
-                out.print(f"latency on {item['device']} {item['unit']} ({item['runtime']}, {precision}): {item['ms']:.3f} ms "
-                          f"({item['source']}, batch {item['batch']})")
+        for entry in latency:  # a model of several graphs says which graph / step each latency is of
+            what = entry.details.get("what")
+            out.print(entry.summary() + (f": {what}" if what else ""))
         search = manifest.extra.get("search")
         if search:
             best = search["best"]
@@ -117,7 +106,7 @@ def export_command(
             if "budget_held" in search:
                 out.print(f"budget {'held' if search['budget_held'] else 'MISSED'}: measured {search['measured_ms']:.3f} ms "
                           f"on this host vs {search['budget_ms']:g} ms")
-        if result.latency_note and not any(item.get("device") == manifest.target for item in manifest.latency):
+        if result.latency_note and not any(entry.target == manifest.target for entry in latency):
             out.print(f"latency on {manifest.target}: no prediction: {result.latency_note}")
 
     emit({"bundle": str(result.path), "manifest": manifest.to_json(),

@@ -27,7 +27,6 @@ def build_command(
 ) -> None:
     """Time every distinct block of a space on this host, then fit the table to whole subnets."""
     from edgekit.models.ofa import get_space
-    from edgekit.models.ofa.blocks import subnet_blocks
     from edgekit.profiling import build_block_table, fit_configs, time_subnets
     from edgekit.targets.predictor import table_file, tables_dir
 
@@ -37,7 +36,7 @@ def build_command(
         raw = build_block_table(space_obj, chosen, threads=threads, runs=runs, progress=say, precision=precision)
         configs = fit_configs(space_obj, fit_subnets, seed, chosen)
         timings = time_subnets(space_obj, configs, threads=threads, runs=runs, progress=say, precision=precision)
-    fitted = raw.fit([[b.key for b in subnet_blocks(c, space_obj)] for c in configs], [t.stats.p50_ms for t in timings])
+    fitted = raw.fit([[b.key for b in space_obj.blocks(c)] for c in configs], [t.stats.p50_ms for t in timings])
     path = table_file(tables_dir(), space, "host", precision, threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     fitted.save(path)

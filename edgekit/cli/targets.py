@@ -35,29 +35,30 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
 
 
 def model_estimates(target, model: Path, threads: Optional[int], store_path: Optional[Path]) -> dict:
-    """Latency per unit and precision (measured > calibrated > modeled) and memory of one model."""
+    """Latency per unit and precision (edgekit.targets.estimate: measured > calibrated > modeled) and memory of one model."""
     from edgekit.exporters.graph_stats import graph_stats
     from edgekit.exporters.memory import estimate_memory
-    from edgekit.runtimes.bundle import sha256_file
-    from edgekit.targets.predictor import predict_model
+    from edgekit.runtimes.bundle import read_bundle, sha256_file
+    from edgekit.runtimes.formats import format_for_suffix
+    from edgekit.runtimes.precision import PRECISIONS
+    from edgekit.targets.estimate import estimate, open_store
     from edgekit.targets.profile import model_file
-    from edgekit.targets.store import LatencyStore
 
     path = model_file(model)
+    if Path(model).is_dir():
+        fmt = read_bundle(model, verify=False).manifest.format
+    else:
+        found = format_for_suffix(path.suffix)
+        fmt = found.name if found else None
     nodes = graph_stats(path).nodes
     sha = sha256_file(path)
-    rows = []
-    with LatencyStore(store_path) as store:
-        for unit in target.units:
-            for precision in unit.precisions:
-                record = None
-                if threads is not None and "onnx" in unit.formats:  # what edgekit profile measures
-                    record = store.lookup(target.name, sha, runtime="onnxruntime", precision=precision, threads=threads)
-                prediction = predict_model(nodes, target, unit.name, precision, threads,
-                                           measured_ms=record.p50_ms if record else None)
-                rows.append(prediction.to_json())
+    directory = Path(store_path).parent if store_path else None  # calibrations live beside the store
+    with open_store(store_path) as store:
+        rows = [estimate(target, unit.name, precision, ops=nodes, model_sha256=sha, fmt=fmt, threads=threads,
+                         store=store, directory=directory).to_json()
+                for unit in target.units for precision in unit.precisions]
     memory = estimate_memory(path)
-    fits = {p: (memory.megabytes(p) <= target.memory_gb * 1000 if target.memory_gb else None) for p in ("fp32", "fp16", "int8")}
+    fits = {p: (memory.megabytes(p) <= target.memory_gb * 1000 if target.memory_gb else None) for p in PRECISIONS}
     return {"model": str(model), "threads": threads, "latency": rows, "memory": {**memory.to_json(), "fits": fits}}
 
 

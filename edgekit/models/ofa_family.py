@@ -5,10 +5,10 @@ space is detected from the file unless ``--space`` names it) or the shipped trai
 subnet comes from ``--subnet`` (JSON text or a .json file in once-for-all's ``{"ks", "e", "d", "r"}``
 form); the default is the largest subnet. BatchNorm statistics are recalibrated (the once-for-all
 recipe) on ``--bn-data`` images when given, else on the family's own images (the shipped shapes spaces);
-``extra["bn_recalibration"]`` says which (the pipeline reads it to know that this family takes
-``--bn-data``). The family's images also feed int8 calibration unless ``--calib-data`` is given (read by
-the pipeline; it never touches BatchNorm), and its labelled held-out images let the pipeline measure
-each step's accuracy.
+``extra["bn_recalibration"]`` says which (the family's registry record says that it takes ``--bn-data``).
+The family's images also feed int8 calibration (``FamilyData.int8_calibration``) unless ``--calib-data``
+is given (read by the pipeline; it never touches BatchNorm), and its labelled held-out images
+(``FamilyData.held_out``) let the pipeline measure each step's accuracy.
 
 Example (with the shipped supernet)::
 
@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.exporters.base import ExportGraph
 from edgekit.runtimes.errors import UsageError
 
-from .registry import ModelRequest, ModelSource
+from .source import FamilyData, ModelRequest, ModelSource
 
-__all__ = ["ofa_source", "SHIPPED_SPACE", "BN_CALIBRATION_IMAGES"]
+__all__ = ["ofa_source", "SHIPPED_SPACE", "BN_IMAGES"]
 
 SHIPPED_SPACE = "ofa-mbv3-shapes"
-BN_CALIBRATION_IMAGES = 512
+BN_IMAGES = 512  # images BatchNorm statistics are recalibrated on
 _DETECT_ORDER = ("ofa-mbv3-shapes", "ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "ofa-mbv3-tiny")
 _SPACES_WITH_DATA = ("ofa-mbv3-shapes", "ofa-mbv3-tiny")  # trained on (or sized for) the procedural shapes
 
@@ -67,7 +68,8 @@ def _has_data(space) -> bool:
 
 
 def _family_images(space, resolution: int, n: int) -> tuple[np.ndarray | None, str]:
-    """The family's own unlabelled images (calibration seed), or None for spaces without data."""
+    """The family's own unlabelled images (the data's calibration seed, disjoint from training and held-out
+    images), or None for spaces without data; they recalibrate BatchNorm and calibrate int8."""
     if not _has_data(space):
         return None, ""
     from edgekit.models.ofa import calibration_images
@@ -79,7 +81,7 @@ def _bn_images(request: ModelRequest, space, resolution: int, n: int) -> tuple[n
     """BatchNorm recalibration images: ``--bn-data`` when given, else the family's own images."""
     if request.bn_data is None:
         return _family_images(space, resolution, n)
-    from .registry import load_samples
+    from .source import load_samples
 
     images = load_samples(Path(request.bn_data), space.input_spec(resolution), "--bn-data")
     return images[:n], f"--bn-data {Path(request.bn_data).name}"
@@ -98,7 +100,7 @@ def ofa_source(request: ModelRequest) -> ModelSource:
     if request.input_shape is not None and tuple(request.input_shape[1:]) != (space.in_channels, config.r, config.r):
         raise UsageError(f"--input-shape {request.input_shape} disagrees with the subnet's resolution {config.r}")
     module = materialize(supernet, config)
-    images, data_name = _bn_images(request, space, config.r, BN_CALIBRATION_IMAGES)
+    images, data_name = _bn_images(request, space, config.r, BN_IMAGES)
     if images is not None:
         recalibrate_bn(module, torch.from_numpy(images))
     spec = space.input_spec(config.r)
@@ -116,14 +118,14 @@ def ofa_source(request: ModelRequest) -> ModelSource:
         example = torch.from_numpy(images[:1])
     else:
         example = torch.randn(1, space.in_channels, config.r, config.r, generator=torch.Generator().manual_seed(0))
-    return ModelSource(
-        module=module.eval(), inputs=(spec,), example_inputs=(example,), name=f"ofa-mbv3 ({space.name})",
-        output_names=(space.output_spec().name,), task="classification",
-        provenance={"model": "ofa-mbv3", "space": space.name}, extra=extra,
-        calibration=(lambda n: [{spec.name: img[None]} for img in _family_images(space, config.r, n)[0]])
+    graph = ExportGraph("model", module.eval(), (spec,), (example,), (space.output_spec().name,))
+    data = FamilyData(
+        int8_calibration=(lambda n: [{spec.name: img[None]} for img in _family_images(space, config.r, n)[0]])
         if has_data else None,
-        evaluation=(lambda: _held_out(space, config.r)) if has_data else None,
+        held_out=(lambda: _held_out(space, config.r)) if has_data else None,
     )
+    return ModelSource(f"ofa-mbv3 ({space.name})", {"model": graph}, "classification",
+                       provenance={"model": "ofa-mbv3", "space": space.name}, extra=extra, data=data)
 
 
 def _shipped(space_name: str):

@@ -1,478 +1,152 @@
-"""Turn a ``--model`` reference into a plain torch module plus its I/O description.
+"""Model families: the one registry that turns a ``--model`` reference into a :class:`ModelSource`.
 
 A reference is one of:
-- a built-in name (``edgekit export --model NAME``; see :data:`BUILTINS`; multi-graph families such as
-  ``slm-encdec`` and ``hf:DIR`` are in :data:`FAMILY_EXPORTERS`),
-- ``package.module:factory`` or ``path/to/file.py:factory``, a callable returning an ``nn.Module``,
-- a ``.pt2`` archive written by ``torch.export.save`` (loaded without running code unless trusted).
+- a built-in name (``edgekit export --model NAME``): ``mobilenet-v3-small``, ``ofa-mbv3``, and the
+  small language models ``slm-encdec`` / ``slm-deconly``;
+- a prefixed reference: ``slm:FILE.pt`` (your own SLM checkpoint), ``hf:DIR`` (a Hugging Face T5/BART);
+- ``package.module:factory`` or ``path/to/file.py:factory``, a callable returning an ``nn.Module``;
+- a ``.pt2`` archive written by ``torch.export.save``.
 
-A user module's I/O comes from the module: inputs are named after ``forward``'s arguments (a single
-``x``/``input`` stays ``input``), outputs after the keys of a returned dict; ``--input-names`` /
-``--output-names`` override both, and ``--input-shape NAME=SHAPE`` gives each input its shape.
+Each is a :class:`Family` record: how references are spelled, the ``"module:function"`` that resolves
+them (``(ModelRequest) -> ModelSource``, single- or multi-graph alike), and what the family accepts
+(precisions, ``--dynamo``, ``--bn-data``, ``--budget-ms``), so that the pipeline refuses an option before
+loading anything. A new family is one :func:`register_family` call.
 
 Example:
     >>> source = resolve_model(ModelRequest("mobilenet-v3-small"))
     >>> source.inputs[0].shape
     ('batch', 3, 224, 224)
+    >>> find_family("hf:/models/t5").name, find_family("hf:/models/t5").dynamo
+    ('hf:DIR', False)
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
-import sys
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+import difflib
+from dataclasses import dataclass
+from typing import Callable
 
-import torch
-from torch import nn
-
-from edgekit.exporters.onnx import output_names_of, run_example
 from edgekit.runtimes.errors import UsageError
-from edgekit.runtimes.spec import TensorSpec
+from edgekit.runtimes.formats import import_ref
+
+from .source import FamilyData, HostTiming, ModelRequest, ModelSource, Tokenizer, load_samples
+from .user import is_factory_ref, parse_dynamic, parse_input_shapes, parse_names, parse_shape
 
 __all__ = [
-    "ModelRequest", "ModelSource", "resolve_model", "parse_shape", "parse_input_shapes", "parse_names",
-    "parse_dynamic", "load_samples", "family_exporter_ref", "BUILTINS", "FAMILY_EXPORTERS", "DEFAULT_MODEL",
+    "Family", "register_family", "unregister_family", "find_family", "families", "resolve_model", "DEFAULT_MODEL",
+    "ModelRequest", "ModelSource", "FamilyData", "HostTiming", "Tokenizer",
+    "parse_shape", "parse_input_shapes", "parse_names", "parse_dynamic", "load_samples",
 ]
 
 
 @dataclass(frozen=True)
-class ModelRequest:
-    """What the user asked for; model families read the fields they understand."""
+class Family:
+    """One model family. ``name`` is the reference itself, or how a prefix/pattern family's references
+    are spelled in messages (``slm:FILE.pt``). A reference belongs to the family when it equals ``name``
+    (no ``prefix`` or ``match``), starts with ``prefix``, or satisfies ``match``.
 
-    ref: str | None = None
-    input_shape: tuple[int, ...] | None = None
-    checkpoint: Path | None = None  # weights file for families that take one (ofa-mbv3)
-    subnet: str | None = None  # a subnet config: JSON text or a .json file (ofa-mbv3)
-    space: str | None = None  # search space name (ofa-mbv3; detected from the checkpoint otherwise)
-    bn_data: Path | None = None  # .npy images (N, ...) to recalibrate BatchNorm (ofa-mbv3); default: the family's data
-    calib_data: Path | None = None  # .npy samples (N, ...) for int8 calibration only (read by the pipeline)
-    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --input-shape NAME=SHAPE, per input
-    input_names: tuple[str, ...] | None = None  # --input-names: instead of forward's argument names
-    output_names: tuple[str, ...] | None = None  # --output-names: instead of the model's own (dict keys)
-    dynamic_hw: bool = False  # --dynamic hw: the last two axes of image inputs are dynamic (height, width)
-    trust_model_file: bool = False  # --trust-model-file: load a .pt2 with torch's loader, pickles included
+    ``precisions`` limits what it exports (None: whatever the format writes; ``precision_note`` says
+    where the others come from); ``dynamo`` is False when its graphs cannot take the torch.export-based
+    exporter (``dynamo_note`` says why); ``bn_data``: it recalibrates BatchNorm, so ``--bn-data`` applies;
+    ``searchable``: ``--budget-ms`` selects among its subnets.
+    """
 
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A model ready to export: an eval-mode module, its input specs and example inputs."""
-
-    module: nn.Module
-    inputs: tuple[TensorSpec, ...]
-    example_inputs: tuple[torch.Tensor, ...]
     name: str
-    output_names: tuple[str, ...] = ("output",)
-    task: str = "generic"
-    provenance: Mapping[str, Any] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    # The family's own data, when it has some: ``calibration(n)`` returns n feed dicts for int8
-    # calibration; ``evaluation()`` returns held-out feed dicts and their labels (accuracy checks).
-    calibration: Callable[[int], list[dict[str, Any]]] | None = None
-    evaluation: Callable[[], tuple[list[dict[str, Any]], Any]] | None = None
+    source: str  # "module:function", (ModelRequest) -> ModelSource
+    prefix: str | None = None
+    match: Callable[[str], bool] | None = None
+    precisions: tuple[str, ...] | None = None
+    precision_note: str = ""
+    dynamo: bool = True
+    dynamo_note: str = ""
+    bn_data: bool = False
+    searchable: bool = False
+
+    def matches(self, ref: str) -> bool:
+        if self.prefix is not None:
+            return ref.startswith(self.prefix)
+        if self.match is not None:
+            return self.match(ref)
+        return ref == self.name
+
+    @property
+    def named(self) -> bool:
+        """A built-in name (not a prefix or pattern)."""
+        return self.prefix is None and self.match is None
+
+    def load(self, request: ModelRequest) -> ModelSource:
+        """Resolve ``request`` with this family's source function."""
+        return import_ref(self.source, f"family {self.name}")(request)
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """Parse ``"1,3,224,224"`` into a tuple of positive ints.
-
-    Example:
-        >>> parse_shape("1,3,32,32")
-        (1, 3, 32, 32)
-    """
-    try:
-        shape = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"--input-shape {text!r}: expected comma-separated integers such as 1,3,224,224") from None
-    if not shape or any(d < 1 for d in shape):
-        raise UsageError(f"--input-shape {text!r}: expected comma-separated positive integers such as 1,3,224,224")
-    return shape
-
-
-def _shape_text(shape: Sequence[int]) -> str:
-    return ",".join(str(d) for d in shape)
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def parse_input_shapes(texts: Sequence[str]) -> tuple[tuple[int, ...] | None, dict[str, tuple[int, ...]]]:
-    """Repeated ``--input-shape``: one bare shape (one-input models) or ``NAME=SHAPE`` for every input.
-
-    Example:
-        >>> parse_input_shapes(["image=1,3,8,8", "mask=1,1,8,8"])
-        (None, {'image': (1, 3, 8, 8), 'mask': (1, 1, 8, 8)})
-        >>> parse_input_shapes(["1,3,8,8"])
-        ((1, 3, 8, 8), {})
-    """
-    bare: tuple[int, ...] | None = None
-    named: dict[str, tuple[int, ...]] = {}
-    for text in texts:
-        name, sep, shape_text = text.rpartition("=")
-        name = name.strip()
-        if (bare is not None or (named and not sep)) or (sep and not name):
-            raise UsageError(f"--input-shape {text}: give one bare shape for a one-input model, or NAME=SHAPE for each input")
-        if name in named:
-            raise UsageError(f"--input-shape {text}: input {name!r} has a shape already")
-        if sep:
-            named[name] = parse_shape(shape_text)
-        else:
-            bare = parse_shape(text)
-    return bare, named
-
-
-def parse_names(text: str, option: str) -> tuple[str, ...]:
-    """``--input-names a,b`` / ``--output-names x,y``: distinct, non-empty, comma-separated.
-
-    Example:
-        >>> parse_names("logits, embedding", "--output-names")
-        ('logits', 'embedding')
-    """
-    names = tuple(part.strip() for part in text.split(","))
-    if not all(names) or len(set(names)) != len(names):
-        raise UsageError(f"{option} {text}: expected distinct comma-separated names such as image,mask")
-    return names
-
-
-def parse_dynamic(text: str | None) -> bool:
-    """``--dynamic hw``: whether height and width (the last two axes of image inputs) are dynamic.
-
-    Example:
-        >>> parse_dynamic("hw")
-        True
-    """
-    if text is None:
-        return False
-    if text.strip().lower() != "hw":
-        raise UsageError(f"--dynamic {text}: expected hw (the last two axes of image inputs become height and "
-                         "width; the batch axis is always dynamic)")
-    return True
-
-
-def load_samples(path: Path, spec: TensorSpec, option: str = "--calib-data"):
-    """``--calib-data`` / ``--bn-data`` (``option``, named in errors): a .npy of samples stacked on the
-    first axis, each shaped like one ``spec`` item.
-
-    Example:
-        >>> import numpy as np, tempfile, pathlib
-        >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
-        >>> np.save(f, np.zeros((5, 3, 8, 8)))
-        >>> load_samples(f, TensorSpec("image", ("batch", 3, 8, 8))).shape
-        (5, 3, 8, 8)
-    """
-    import numpy as np
-
-    path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{option} {path}: not a readable .npy file ({exc})") from exc
-    sample_shape = spec.shape[1:]  # named axes (height, width with --dynamic hw) take any size
-    if data.ndim != len(spec.shape) or any(isinstance(w, int) and w != g for w, g in zip(sample_shape, data.shape[1:])):
-        raise UsageError(
-            f"{option} {path}: expected samples shaped (N, {', '.join(map(str, sample_shape))}) for input "
-            f"{spec.name!r}, got {tuple(data.shape)}"
-        )
-    return data.astype(spec.dtype, copy=False)
-
-
-# One input named like this in forward keeps the name edgekit always gave it (device apps feed "input").
-_GENERIC_INPUT_NAMES = frozenset({"x", "input", "inp", "inputs"})
-_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32",
-                torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
-
-
-def _examples(shapes: Sequence[tuple[int, ...]]) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.randn(*shape, generator=torch.Generator().manual_seed(i)) for i, shape in enumerate(shapes))
-
-
-def _input_names(forward_names: Sequence[str], request: ModelRequest) -> tuple[str, ...]:
-    if request.input_names is not None:
-        if len(request.input_names) != len(forward_names):
-            raise UsageError(
-                f"--input-names {','.join(request.input_names)}: the model takes {len(forward_names)} inputs "
-                f"({', '.join(forward_names)}), got {_count(len(request.input_names), 'name')}"
-            )
-        return tuple(request.input_names)
-    if len(forward_names) == 1 and forward_names[0] in _GENERIC_INPUT_NAMES:
-        return ("input",)
-    return tuple(forward_names)
-
-
-def _output_names(own: tuple[str, ...], override: tuple[str, ...] | None) -> tuple[str, ...]:
-    if override is None:
-        return own
-    if len(override) != len(own):
-        raise UsageError(f"--output-names {','.join(override)}: the model returns {len(own)} outputs "
-                         f"({', '.join(own)}), got {_count(len(override), 'name')}")
-    return tuple(override)
-
-
-def _check_hw(names: Sequence[str], examples: Sequence[torch.Tensor]) -> None:
-    """``--dynamic hw`` needs image-like inputs that share one height x width."""
-    sizes = {tuple(e.shape[-2:]) for e in examples if e.dim() >= 3}
-    shapes = ", ".join(f"{n}={tuple(e.shape)}" for n, e in zip(names, examples))
-    if not sizes:
-        raise UsageError(f"--dynamic hw: no input has height and width axes ({shapes})")
-    if len(sizes) > 1:
-        raise UsageError(f"--dynamic hw: the inputs differ in height x width ({shapes}); dynamic axes are shared")
-
-
-def _input_specs(names: Sequence[str], examples: Sequence[torch.Tensor], *, batch: bool, hw: bool) -> tuple[TensorSpec, ...]:
-    specs = []
-    for name, example in zip(names, examples):
-        dims: list[int | str] = [int(d) for d in example.shape]
-        if batch and dims:
-            dims[0] = "batch"
-        if hw and len(dims) >= 3:
-            dims[-2:] = ["height", "width"]
-        if example.dtype not in _DTYPE_NAMES:
-            raise UsageError(f"input {name!r}: dtype {example.dtype} is not one of {sorted(_DTYPE_NAMES.values())}")
-        specs.append(TensorSpec(name, tuple(dims), _DTYPE_NAMES[example.dtype]))
-    return tuple(specs)
-
-
-def _module_source(
-    module: nn.Module, forward_names: Sequence[str], examples: tuple[torch.Tensor, ...], request: ModelRequest,
-    name: str, provenance: Mapping[str, Any], *, batch: bool = True,
-) -> ModelSource:
-    """A module's source with I/O named by the model (or the request), a dynamic batch unless ``batch``
-    is False, and ``task`` from the module's ``task`` attribute (else "generic": nothing is assumed)."""
-    module = module.eval()
-    if request.dynamic_hw:
-        _check_hw(forward_names, examples)
-    names = _input_names(forward_names, request)
-    specs = _input_specs(names, examples, batch=batch, hw=request.dynamic_hw)
-    outputs = _output_names(output_names_of(run_example(module, names, examples)), request.output_names)
-    task = getattr(module, "task", None)
-    return ModelSource(module, specs, examples, name, outputs, task if isinstance(task, str) and task else "generic",
-                       dict(provenance))
-
-
-def _forward_params(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
-    """``forward``'s positional parameters: (required, optional, whether it takes ``*args``)."""
-    try:
-        parameters = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return (), (), True
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = tuple(p.name for p in positional if p.default is p.empty)
-    optional = tuple(p.name for p in positional if p.default is not p.empty)
-    return required, optional, any(p.kind is p.VAR_POSITIONAL for p in parameters)
-
-
-def _named_shapes(ref: str, named: Mapping[str, tuple[int, ...]], module: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-    """``--input-shape NAME=SHAPE`` per input, in forward's order (inputs are passed by position)."""
-    required, optional, var_args = _forward_params(module)
-    params = required + optional
-    unknown = [n for n in named if n not in params]
-    if unknown and not var_args:
-        raise UsageError(f"--input-shape {unknown[0]}={_shape_text(named[unknown[0]])}: the model has no input "
-                         f"{unknown[0]!r} (its inputs: {', '.join(params)})")
-    missing = [n for n in required if n not in named]
-    if missing:
-        raise UsageError(f"--model {ref}: no input shape for {missing[0]!r}; pass --input-shape {missing[0]}=...")
-    given = [n for n in params if n in named]
-    skipped = next((n for n in params[: len(given)] if n not in named), None)
-    if skipped is not None or (unknown and len(given) < len(params)):
-        skipped = skipped or params[len(given)]
-        raise UsageError(f"--model {ref}: forward takes {skipped!r} before the inputs given; pass --input-shape {skipped}=... too")
-    return [(n, tuple(named[n])) for n in given + unknown]
-
-
-def _input_shapes(ref: str, module: nn.Module, request: ModelRequest) -> list[tuple[str, tuple[int, ...]]]:
-    """Each input's name (from forward) and example shape: the request's, else the module's
-    ``input_shape`` / ``example_input`` / ``input_shapes`` attribute."""
-    named = dict(request.input_shapes)
-    if not named and request.input_shape is None and isinstance(getattr(module, "input_shapes", None), Mapping):
-        named = {str(k): tuple(int(d) for d in v) for k, v in module.input_shapes.items()}
-    if named:
-        return _named_shapes(ref, named, module)
-    required, optional, _ = _forward_params(module)
-    shape = request.input_shape or getattr(module, "input_shape", None)
-    if shape is None and isinstance(getattr(module, "example_input", None), torch.Tensor):
-        shape = tuple(module.example_input.shape)
-    if len(required) > 1:
-        example = f"--input-shape {required[0]}=1,3,224,224 --input-shape {required[1]}=..."
-        where = f"--input-shape {_shape_text(shape)}" if request.input_shape else f"--model {ref}"
-        raise UsageError(f"{where}: the model takes {len(required)} inputs ({', '.join(required)}); give one shape "
-                         f"per input as {example}")
-    if shape is None:
-        raise UsageError(
-            f"--model {ref}: no input shape; pass --input-shape 1,3,224,224 or give the module an "
-            "`input_shape` attribute"
-        )
-    params = required + optional
-    return [(params[0] if params else "input", tuple(int(d) for d in shape))]
-
-
-def _mobilenet_v3_small(request: ModelRequest) -> ModelSource:
-    from .mobilenet import INPUT_SHAPE, mobilenet_v3_small
-
-    shape = request.input_shape or INPUT_SHAPE
-    provenance = {"model": "builtin:mobilenet-v3-small", "weights": "random init, seed 0 (untrained placeholder)"}
-    source = _module_source(mobilenet_v3_small(num_classes=10), ["input"], _examples([shape]), request,
-                            "mobilenet-v3-small", provenance)
-    return replace(source, task="classification")  # the family is a 10-class classifier
-
-
-def _ofa_mbv3(request: ModelRequest) -> ModelSource:
-    from .ofa_family import ofa_source
-
-    return ofa_source(request)
-
-
-# Built-in model name -> factory. Families register here. mobilenet-v3-small (random weights) stays as a
-# realistic ~1 ms network for runtime benchmarks.
-BUILTINS: dict[str, Callable[[ModelRequest], ModelSource]] = {
-    "mobilenet-v3-small": _mobilenet_v3_small,
-    "ofa-mbv3": _ofa_mbv3,
-}
+_SLM = "edgekit.models.slm.export:slm_source"
+_SLM_LIMITS = dict(
+    precisions=("fp32",),
+    precision_note="LM bundles export as fp32; make int8/fp16 decoder variants with python -m edgekit.tools.slm_quantize",
+    dynamo=False,
+    dynamo_note="torch.export cannot take the dynamic KV-cache axes of its graphs yet; export without --dynamo",
+)
+_FAMILIES: list[Family] = [
+    Family("mobilenet-v3-small", "edgekit.models.user:mobilenet_source"),
+    Family("ofa-mbv3", "edgekit.models.ofa_family:ofa_source", bn_data=True, searchable=True),
+    Family("slm-encdec", _SLM, **_SLM_LIMITS),
+    Family("slm-deconly", _SLM, **_SLM_LIMITS),
+    Family("slm:FILE.pt", _SLM, prefix="slm:", **_SLM_LIMITS),
+    Family("hf:DIR", _SLM, prefix="hf:", **_SLM_LIMITS),
+    Family("a .pt2 file", "edgekit.models.user:pt2_source", match=lambda ref: ref.endswith(".pt2")),
+    Family("package.module:factory; path/to/file.py:factory", "edgekit.models.user:factory_source",
+           match=is_factory_ref),
+]
 # The trained once-for-all supernet's largest subnet (99.0% held-out top-1 on the shapes task).
 DEFAULT_MODEL = "ofa-mbv3"
 
-# Model families that export several graphs (encoder-decoder LMs) supply their own export step:
-# a reference equal to a key, or starting with a key ending in ":", maps to "module:function" with the
-# signature ``export_family(request, target, stage_dir: Path, progress) -> Manifest`` (files unset; the
-# pipeline hashes them and swaps the bundle in atomically).
-FAMILY_EXPORTERS: dict[str, str] = {
-    "slm-encdec": "edgekit.models.slm.export:export_family",
-    "slm-deconly": "edgekit.models.slm.export:export_family",
-    "slm:": "edgekit.models.slm.export:export_family",
-    "hf:": "edgekit.models.slm.export:export_family",
-}
-# How a prefix family's reference is spelled, for error messages.
-_PREFIX_FORMS = {"slm:": "slm:FILE.pt", "hf:": "hf:DIR"}
+
+def register_family(family: Family) -> Family:
+    """Add a model family; references are matched by name first, then by prefix, then by pattern (in
+    registration order, so a pattern must not overlap the factory form ``location:attribute``)."""
+    if any(f.name == family.name for f in _FAMILIES):
+        raise UsageError(f"model family {family.name!r} is registered already")
+    _FAMILIES.append(family)
+    return family
 
 
-def family_exporter_ref(ref: str | None) -> str | None:
-    """The ``module:function`` exporting ``ref`` when it is a multi-graph family, else None.
+def unregister_family(name: str) -> None:
+    """Remove the family called ``name`` (a plug-in's, or a test's)."""
+    _FAMILIES.remove(next(f for f in _FAMILIES if f.name == name))
 
-    Example:
-        >>> family_exporter_ref("hf:/models/t5")
-        'edgekit.models.slm.export:export_family'
-    """
-    if ref is None:
-        return None
-    key = next((k for k in FAMILY_EXPORTERS if ref == k or (k.endswith(":") and ref.startswith(k))), None)
-    return None if key is None else FAMILY_EXPORTERS[key]
+
+def families() -> tuple[Family, ...]:
+    """Every registered family, built-ins first."""
+    return tuple(_FAMILIES)
 
 
 def _accepted_forms() -> str:
-    names = [*BUILTINS, *(k for k in FAMILY_EXPORTERS if not k.endswith(":"))]
-    prefixes = [_PREFIX_FORMS.get(k, f"{k}...") for k in FAMILY_EXPORTERS if k.endswith(":")]
-    return (f"built-in names {', '.join(names)}; {'; '.join(prefixes)}; package.module:factory; "
-            "path/to/file.py:factory; or a .pt2 file")
+    names = [f"built-in names {', '.join(f.name for f in _FAMILIES if f.named)}"]
+    forms = names + [f.name for f in _FAMILIES if not f.named]
+    return "; ".join(forms[:-1]) + f"; or {forms[-1]}"
 
 
-def _import_file(ref: str, path: Path):
-    """Import ``path/to/file.py`` by its path (its folder joins sys.path, so its own imports work)."""
-    if not path.is_file():
-        raise UsageError(f"--model {ref}: no such file")
-    path = path.resolve()
-    module_name = f"_edgekit_model_{path.stem}_{abs(hash(str(path))):x}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"--model {ref}: cannot import {path} as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise UsageError(f"--model {ref}: cannot import {path} ({type(exc).__name__}: {exc})") from exc
-    return module
+def find_family(ref: str | None) -> Family:
+    """The family of ``ref`` (None: the default model's); UsageError listing every accepted form.
 
-
-def _import_module(ref: str, module_name: str):
-    if str(Path.cwd()) not in sys.path:  # let `--model mypkg.models:build` find the user's own code
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        return importlib.import_module(module_name)
-    except Exception as exc:
-        raise UsageError(f"--model {ref}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from exc
-
-
-def _from_factory(ref: str, request: ModelRequest) -> ModelSource:
-    location, _, attr = ref.rpartition(":")
-    module = _import_file(ref, Path(location)) if location.endswith(".py") else _import_module(ref, location)
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise UsageError(f"--model {ref}: module {location!r} has no callable {attr!r}")
-    try:
-        model = factory()
-    except Exception as exc:
-        raise UsageError(f"--model {ref}: the factory raised {type(exc).__name__}: {exc}") from exc
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"--model {ref}: the factory returned {type(model).__name__}, expected a torch.nn.Module")
-    shapes = _input_shapes(ref, model, request)
-    examples = _examples([shape for _, shape in shapes])
-    return _module_source(model, [name for name, _ in shapes], examples, request, attr, {"model": ref})
-
-
-class _ExportedProgramModule(nn.Module):
-    """Wrap ``ExportedProgram.module()``, whose ``train()`` raises, so the TorchScript exporter takes it."""
-
-    def __init__(self, program: nn.Module) -> None:
-        super().__init__()
-        object.__setattr__(self, "program", program)  # not a child: eval()/train() must not reach it
-
-    def train(self, mode: bool = True) -> "_ExportedProgramModule":
-        return self
-
-    def forward(self, *args):
-        return self.program(*args)
-
-
-def _program_inputs(program, path: Path) -> tuple[list[str], tuple[torch.Tensor, ...]]:
-    """Names (forward's, as the program recorded them) and example tensors of a program's inputs."""
-    names = list(program.graph_signature.user_inputs)
-    args, kwargs = program.example_inputs if program.example_inputs else ((), {})
-    if kwargs or len(args) != len(names) or not all(isinstance(a, torch.Tensor) for a in args):
-        raise UsageError(f"--model {path}: expected a program whose {len(names)} input(s) are tensors passed by "
-                         "position, with its sample inputs saved (torch.export.save does both)")
-    return [str(n) for n in names], tuple(a.detach().clone() for a in args)
-
-
-def _from_pt2(path: Path, request: ModelRequest) -> ModelSource:
-    from .pt2 import load_program
-
-    if request.dynamic_hw:
-        raise UsageError(f"--dynamic hw: {path} is a torch.export program, which keeps the shapes it was exported with")
-    program = load_program(path, trust=request.trust_model_file)
-    names, examples = _program_inputs(program, path)
-    wanted = [request.input_shape] if request.input_shape else [request.input_shapes.get(n) for n in names]
-    for name, example, shape in zip(names, examples, wanted):
-        if shape is not None and tuple(shape) != tuple(example.shape):
-            raise UsageError(f"--model {path}: the program was exported for {name} shape {tuple(example.shape)}, "
-                             f"not {tuple(shape)}")
-    module = program.module(check_guards=False)  # guards are code in the file; inputs keep the exported shapes
-    for param in module.parameters():
-        param.requires_grad_(False)
-    # torch.export archives hold static shapes unless exported with dynamic_shapes: keep them static.
-    return _module_source(_ExportedProgramModule(module), names, examples, request, path.stem,
-                          {"model": str(path)}, batch=False)
+    Example:
+        >>> find_family("slm:my.pt").name
+        'slm:FILE.pt'
+        >>> find_family("ofa-mbv")
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.UsageError: --model 'ofa-mbv' is not a model reference (did you mean 'ofa-mbv3'?); accepted: built-in names mobilenet-v3-small, ofa-mbv3, slm-encdec, slm-deconly; slm:FILE.pt; hf:DIR; a .pt2 file; or package.module:factory; path/to/file.py:factory
+    """
+    ref = ref or DEFAULT_MODEL
+    for kind in (lambda f: f.named, lambda f: f.prefix is not None, lambda f: f.match is not None):
+        family = next((f for f in _FAMILIES if kind(f) and f.matches(ref)), None)
+        if family is not None:
+            return family
+    close = difflib.get_close_matches(ref, [f.name for f in _FAMILIES if f.named], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(f"--model {ref!r} is not a model reference{hint}; accepted: {_accepted_forms()}")
 
 
 def resolve_model(request: ModelRequest) -> ModelSource:
     """Resolve ``request.ref`` (None means the default built-in) into a :class:`ModelSource`."""
-    ref = request.ref or DEFAULT_MODEL
-    if ref in BUILTINS:
-        return BUILTINS[ref](request)
-    if family_exporter_ref(ref) is not None:
-        raise UsageError(f"--model {ref}: a multi-graph family, exported by its own step (edgekit export / export_bundle)")
-    if ref.endswith(".pt2"):
-        return _from_pt2(Path(ref), request)
-    if ref.rpartition(":")[0] and ref.rpartition(":")[2]:
-        return _from_factory(ref, request)
-    import difflib
-
-    names = [*BUILTINS, *(k for k in FAMILY_EXPORTERS if not k.endswith(":"))]
-    close = difflib.get_close_matches(ref, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UsageError(f"--model {ref!r} is not a model reference{hint}; accepted: {_accepted_forms()}")
+    return find_family(request.ref).load(request)

@@ -1,5 +1,6 @@
-"""Evolutionary search over (subnet config, deployment option) under a latency and memory budget.
+"""Evolutionary search over (config, deployment option) under a latency and memory budget.
 
+Works on any :class:`~edgekit.search.space.SearchSpace` (sample, mutate, crossover, smallest).
 Bounded everywhere (generations, a time limit, sampling attempts) and driven by an injected
 ``random.Random``. The objective is predicted accuracy at the option's precision; constraints are
 predicted latency and memory. Also returns the Pareto front (latency vs accuracy) of everything it
@@ -22,8 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Sequence
 
-from edgekit.models.ofa import crossover, mutate, sample, smallest
 from edgekit.runtimes.errors import EdgekitError, UsageError
+
+from .space import SearchSpace
 
 __all__ = ["Budget", "Candidate", "SearchResult", "NoFeasibleCandidate", "evolve", "pareto_front"]
 
@@ -84,7 +86,7 @@ def pareto_front(candidates: Sequence[Candidate]) -> tuple[Candidate, ...]:
 
 
 def evolve(
-    space, options: Sequence[Hashable], evaluate: Evaluate, budget: Budget, rng: random.Random, *,
+    space: SearchSpace, options: Sequence[Hashable], evaluate: Evaluate, budget: Budget, rng: random.Random, *,
     memory: Callable[[object, Hashable], float] | None = None, population: int = 100, generations: int = 30,
     parent_ratio: float = 0.25, mutation_ratio: float = 0.5, mutate_prob: float = 0.1, time_limit_s: float | None = None,
     sample_attempts: int = 50,
@@ -109,22 +111,22 @@ def evolve(
                 scored.append(candidate)
         return scored
 
-    # Smallest subnet on every option: the fastest candidates, and the answer when nothing fits. Latency
-    # and memory grow with kernel, expand, depth and resolution under every edgekit latency model
-    # (non-negative per-op terms), so when these do not fit, no subnet does: stop without sampling.
-    floor = score([(smallest(space), option) for option in options])
+    # The smallest config on every option: the fastest candidates, and the answer when nothing fits. The
+    # protocol promises nothing is faster or smaller (for OFA: latency and memory grow with kernel, expand,
+    # depth and resolution under every edgekit model), so when these do not fit, stop without sampling.
+    floor = score([(space.smallest(), option) for option in options])
     fastest = min(floor, key=lambda c: c.latency_ms)
     feasible = [c for c in floor if c.fits(budget)]
     attempts = 0
     while feasible and len(feasible) < population and attempts < population * sample_attempts:
-        batch = [(sample(space, rng), rng.choice(list(options))) for _ in range(population)]
+        batch = [(space.sample(rng), rng.choice(list(options))) for _ in range(population)]
         attempts += len(batch)
         feasible += [c for c in score(batch) if c.fits(budget)]
     if not feasible:
         limit = f"{budget.latency_ms:g} ms" + (f" and {budget.memory_mb:g} MB" if budget.memory_mb else "")
         raise NoFeasibleCandidate(
             f"no candidate meets {limit}: the fastest is {fastest.latency_ms:.3f} ms "
-            f"({fastest.option}, smallest subnet at {fastest.config.r}px, {fastest.memory_mb:.1f} MB)", fastest)
+            f"({fastest.option}, smallest {space.config_label(fastest.config)}, {fastest.memory_mb:.1f} MB)", fastest)
     current = sorted(feasible, key=lambda c: -c.accuracy)[:population]
     done = 0
     for done in range(1, generations + 1):
@@ -136,10 +138,10 @@ def evolve(
             if i < int(population * mutation_ratio) or len(parents) < 2:
                 parent = rng.choice(parents)
                 option = rng.choice(list(options)) if rng.random() < mutate_prob else parent.option
-                children.append((mutate(parent.config, space, rng, mutate_prob), option))
+                children.append((space.mutate(parent.config, rng, mutate_prob), option))
             else:
                 a, b = rng.sample(parents, 2)
-                children.append((crossover(a.config, b.config, space, rng), rng.choice((a.option, b.option))))
+                children.append((space.crossover(a.config, b.config, rng), rng.choice((a.option, b.option))))
         fresh = [g for g in children if g not in seen]
         scored = score(fresh) + [seen[g] for g in children if g in seen and g not in fresh]
         current = sorted(parents + [c for c in scored if c.fits(budget)], key=lambda c: -c.accuracy)[:population]

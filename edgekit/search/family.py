@@ -1,4 +1,8 @@
-"""What a searchable model family provides: its space, its accuracy predictor, its latency tables.
+"""The searchable families: ``--model`` names mapped to a :class:`SearchSpace` factory.
+
+A family plugs into ``edgekit select`` (and ``export --budget-ms``) by implementing the protocol of
+:mod:`edgekit.search.space` and calling :func:`register_search_space`; the once-for-all spaces are
+registered here (``ofa-mbv3`` and each space name).
 
 Example:
     >>> family = searchable("ofa-mbv3")
@@ -10,57 +14,77 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from edgekit.runtimes.errors import UsageError
 
-__all__ = ["Searchable", "searchable", "default_predictor_path"]
+from .space import AccuracyModel, SearchSpace
 
-_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
-_SEARCHABLE = {"ofa-mbv3": "ofa-mbv3-shapes"}
+__all__ = ["Searchable", "searchable", "register_search_space", "default_predictor_path"]
+
+_FACTORIES: dict[str, Callable[[], SearchSpace]] = {}
 
 
 @dataclass(frozen=True)
 class Searchable:
     name: str
-    space: object
+    space: SearchSpace
 
-    def predictor(self, path: Path | None = None):
-        """The accuracy predictor (shipped unless ``path``), or a clear error saying how to build one."""
-        from .accuracy import AccuracyPredictor
-
-        path = Path(path) if path else default_predictor_path(self.space.name)
-        if not path.with_suffix(".json").is_file():
-            raise UsageError(
-                f"no accuracy predictor at {path.with_suffix('.json')}: build one with "
-                f"python -m edgekit.search.accuracy_data --space {self.space.name} --out {path}"
-            )
-        return AccuracyPredictor.load(path, self.space)
+    def predictor(self, path: Path | None = None) -> AccuracyModel:
+        """The space's accuracy model (shipped unless ``path``), or a clear error saying how to build one."""
+        return self.space.accuracy_model(path)
 
     def tables(self, target, threads: int | None) -> dict:
         """Measured block tables for this space on ``target`` by precision (``edgekit lut build``)."""
-        from edgekit.targets.predictor import table_file
+        from edgekit.runtimes.precision import PRECISIONS
         from edgekit.targets.lut import BlockTable
-        from edgekit.targets.predictor import tables_dir
+        from edgekit.targets.predictor import table_file, tables_dir
 
         found = {}
-        for precision in ("fp32", "fp16", "int8"):
+        for precision in PRECISIONS:
             path = table_file(tables_dir(), self.space.name, target.name, precision, threads)
             if path.is_file():
                 found[precision] = BlockTable.load(path)
         return found
 
 
+def register_search_space(name: str, factory: Callable[[], SearchSpace]) -> None:
+    """Make ``--model name`` searchable; ``factory`` builds its space (called once per search).
+
+    Example:
+        >>> from edgekit.models.ofa import get_space
+        >>> register_search_space("ofa-mbv3-small", lambda: get_space("ofa-mbv3-tiny"))
+        >>> searchable("ofa-mbv3-small").space.name
+        'ofa-mbv3-tiny'
+        >>> _ = _FACTORIES.pop("ofa-mbv3-small")
+    """
+    _FACTORIES[name] = factory
+
+
+def _register_builtins() -> None:
+    from edgekit.models.ofa import SPACE_NAMES, get_space
+
+    _FACTORIES.setdefault("ofa-mbv3", lambda: get_space("ofa-mbv3-shapes"))
+    for space_name in SPACE_NAMES:
+        _FACTORIES.setdefault(space_name, lambda space_name=space_name: get_space(space_name))
+
+
 def default_predictor_path(space_name: str) -> Path:
-    return _WEIGHTS / f"{space_name.replace('-', '_').replace('.', '_')}_accuracy"
+    """The shipped accuracy predictor's path stem for a once-for-all space (moved to the OFA family)."""
+    from edgekit.models.ofa.predictor import default_predictor_path as ofa_path
+
+    return ofa_path(space_name)
 
 
 def searchable(model: str | None) -> Searchable:
-    """The searchable family for ``--model`` (only once-for-all supernets so far)."""
-    from edgekit.models.ofa import SPACE_NAMES, get_space
-
+    """The searchable family for ``--model`` (default ``ofa-mbv3``)."""
+    _register_builtins()
     name = model or "ofa-mbv3"
-    space_name = _SEARCHABLE.get(name, name if name in SPACE_NAMES else None)
-    if space_name is None:
-        raise UsageError(f"--model {name!r} has no search space; searchable: {sorted(_SEARCHABLE)} or a space "
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        from edgekit.models.ofa import SPACE_NAMES
+
+        families = sorted(n for n in _FACTORIES if n not in SPACE_NAMES)
+        raise UsageError(f"--model {name!r} has no search space; searchable: {families} or a space "
                          f"name ({', '.join(SPACE_NAMES)})")
-    return Searchable(name, get_space(space_name))
+    return Searchable(name, factory())

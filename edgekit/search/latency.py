@@ -1,9 +1,9 @@
 """Fast subnet latency for search: per-block predictions cached by block key, summed per subnet.
 
-The best source available for (target, unit, precision, threads) is used, as everywhere in edgekit:
-a measured block table (fitted to whole subnets) > the target's calibrated per-op model > the
-roofline over published numbers. Every distinct block is predicted once (:class:`BlockwiseTable`),
-so a subnet costs ~20 dict lookups.
+The source is edgekit's one chooser's (:func:`edgekit.targets.estimate.choose_basis`): a measured
+block table (fitted to whole subnets) > the target's calibrated per-op model > the roofline over
+published numbers. Every distinct block of the search space (``space.blocks(config)``) is predicted
+once, so a subnet costs ~20 dict lookups.
 
 Example:
     >>> import random
@@ -22,14 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.models.ofa.blocks import block_ops
 from edgekit.runtimes.errors import TargetError
 from edgekit.targets.calibrated import FEATURES, Calibration, features
+from edgekit.targets.estimate import choose_basis
 from edgekit.targets.latency import predict_ms
 from edgekit.targets.lut import BlockTable
-from edgekit.targets.predictor import load_calibration
-
-from .blockwise import BlockwiseTable
 
 __all__ = ["SubnetLatency"]
 
@@ -41,18 +38,14 @@ class SubnetLatency:
                  *, table: BlockTable | None = None, calibration: Calibration | None = None,
                  directory: Path | None = None) -> None:
         self.space, self.target = space, target
-        self.unit = target.unit(unit or target.default_unit).name
-        self.precision, self.threads = precision, threads
-        if precision not in target.unit(self.unit).precisions:
-            raise TargetError(f"unit {self.unit!r} of {target.name} does not run {precision}; it runs "
-                              f"{', '.join(target.unit(self.unit).precisions)}")
-        if calibration is None and table is None:
-            calibration = load_calibration(target, self.unit, precision, threads, directory)
-        self.table, self.calibration = table, calibration
-        self.source = "calibrated" if (table or calibration) else "modeled"
+        basis = choose_basis(target, unit, precision, threads, table=table, calibration=calibration, directory=directory)
+        self.unit, self.precision, self.threads = basis.unit, precision, threads
+        method = basis.method(blocks=True)  # a subnet is always known by its blocks
+        self.table = basis.table if method == "table" else None
+        self.calibration = basis.calibration if method == "calibration" else None
+        self.source = basis.source(blocks=True)
         self._cache: dict[str, object] = {}
-        self._coefficients = np.array([calibration.coefficients[f] for f in FEATURES]) if calibration else None
-        self._blocks = BlockwiseTable(space, self._block_value)
+        self._coefficients = np.array([self.calibration.coefficients[f] for f in FEATURES]) if self.calibration else None
 
     def _block_value(self, spec):
         value = self._cache.get(spec.key)
@@ -62,10 +55,10 @@ class SubnetLatency:
                 if value is None:
                     raise TargetError(f"block table for {self.target.name} lacks block {spec.key!r}")
             elif self.calibration is not None:
-                value = features(block_ops(spec), self.calibration.peak_tops, self.precision)
+                value = features(spec.ops(), self.calibration.peak_tops, self.precision)
                 value[-1] = 0.0  # the constant is added once per subnet, not per block
             else:
-                value = predict_ms(block_ops(spec), self.target, self.unit, self.precision, self.threads).ms
+                value = predict_ms(spec.ops(), self.target, self.unit, self.precision, self.threads).ms
                 if value is None:
                     raise TargetError(f"no latency model for unit {self.unit} of {self.target.name} at "
                                       f"{self.precision}: its peak is not published")
@@ -74,8 +67,7 @@ class SubnetLatency:
 
     def predict(self, config) -> float:
         """Latency of one subnet in ms (source: :attr:`source`); ``config`` must fit the space."""
-        fixed, blocks = self._blocks.values(config)
-        values = fixed + blocks
+        values = [self._block_value(block) for block in self.space.blocks(config)]
         if self.table is not None:
             return self.table.scale * float(sum(values)) + self.table.intercept_ms
         if self._coefficients is not None:

@@ -40,7 +40,7 @@ def selection_json(family, target, selection) -> dict:
     best = selection.result.best
 
     def candidate(c):
-        return {"config": c.config.to_dict(), "unit": c.option.unit, "precision": c.option.precision,
+        return {"config": family.space.config_dict(c.config), "unit": c.option.unit, "precision": c.option.precision,
                 "format": c.option.format, "writable": writable(c.option.format), "latency_ms": round(c.latency_ms, 4),
                 "accuracy": round(c.accuracy, 4), "memory_mb": round(c.memory_mb, 3)}
 

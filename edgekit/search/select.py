@@ -1,14 +1,15 @@
-"""Choose subnet x precision x format for a target under a latency (and memory) budget.
+"""Choose config x precision x format for a target under a latency (and memory) budget.
 
 Deployment options are every (unit, precision) the target's profile allows, each with the unit's
 format; ``writable_only`` keeps the formats edgekit can write today (for ``export --budget-ms``).
-Latency comes from :class:`SubnetLatency` (measured block table > calibrated > modeled, per option),
-accuracy from the supernet's :class:`AccuracyPredictor` minus the measured precision effect.
+The candidates come from any :class:`~edgekit.search.space.SearchSpace` (a once-for-all space here).
+Latency comes from :class:`SubnetLatency` over the config's blocks (measured block table > calibrated >
+modeled, per option), memory from the space, accuracy from the space's accuracy model (for OFA the
+supernet's predictor minus the measured precision effect).
 
 Example:
     >>> import random
-    >>> from edgekit.models.ofa import get_space, sample
-    >>> from edgekit.search.accuracy import AccuracyPredictor
+    >>> from edgekit.models.ofa import AccuracyPredictor, get_space, sample
     >>> from edgekit.targets import load_target
     >>> space = get_space("ofa-mbv3-tiny")
     >>> rng = random.Random(0)
@@ -28,18 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.exporters.formats import FORMATS
-from edgekit.models.ofa import smallest
-from edgekit.models.ofa.blocks import block_ops
 from edgekit.runtimes.errors import EdgekitError, TargetError, UsageError
+from edgekit.runtimes.precision import PRECISIONS
 
-from .accuracy import AccuracyPredictor
-from .blockwise import BlockwiseTable
 from .evolution import Budget, NoFeasibleCandidate, SearchResult, evolve
 from .latency import SubnetLatency
+from .space import AccuracyModel, SearchSpace
 
-__all__ = ["Option", "Selection", "SubnetMemory", "deployment_options", "select", "writable"]
-
-_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+__all__ = ["Option", "Selection", "deployment_options", "select", "writable"]
 
 
 @dataclass(frozen=True)
@@ -62,33 +59,6 @@ class Selection:
     margin: float = 0.0  # predicted latency had to fit budget / (1 + margin)
 
 
-def _block_memory(spec) -> tuple[int, int]:
-    """(weights after BatchNorm folding, activations live inside the block) in elements."""
-    weights = sum(op.weight_elems for op in block_ops(spec))
-    return weights, spec.in_ch * spec.in_hw ** 2 + spec.mid * spec.out_hw ** 2 + spec.out_ch * spec.out_hw ** 2
-
-
-class SubnetMemory:
-    """Weights plus the largest block's live activations, at a precision, in MB (cached per block).
-
-    Example:
-        >>> from edgekit.models.ofa import get_space, largest, smallest
-        >>> space = get_space("ofa-mbv3-shapes")
-        >>> memory = SubnetMemory(space)
-        >>> memory.mb(smallest(space), "int8") < memory.mb(largest(space), "int8") < memory.mb(largest(space), "fp32")
-        True
-    """
-
-    def __init__(self, space) -> None:
-        self.space = space
-        self._blocks = BlockwiseTable(space, _block_memory)
-
-    def mb(self, config, precision: str) -> float:
-        fixed, blocks = self._blocks.values(config)
-        values = fixed + blocks
-        return (sum(w for w, _ in values) + max(a for _, a in values)) * _BYTES[precision] / 1e6
-
-
 def writable(fmt: str) -> bool:
     """Whether edgekit can write ``fmt`` today (``exporters.formats.FORMATS``).
 
@@ -102,8 +72,8 @@ def writable(fmt: str) -> bool:
 def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False) -> list[Option]:
     """Every (unit, precision, format) to consider, checked against the target's profile."""
     units = [target.unit(unit)] if unit else list(target.units)
-    if precision not in ("auto", "fp32", "fp16", "int8"):
-        raise UsageError(f"--precision {precision!r} is not one of auto, fp32, fp16, int8")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r} is not one of auto, {', '.join(PRECISIONS)}")
     options = []
     for u in units:
         formats = [f for f in u.formats if not writable_only or writable(f)]
@@ -120,7 +90,7 @@ def deployment_options(target, unit: str | None = None, precision: str = "auto",
 
 
 def select(
-    space, target, budget_ms: float, accuracy: AccuracyPredictor, *, memory_limit_mb: float | None = None,
+    space: SearchSpace, target, budget_ms: float, accuracy: AccuracyModel, *, memory_limit_mb: float | None = None,
     unit: str | None = None, precision: str = "auto", seed: int = 0, threads: int | None = None,
     writable_only: bool = False, population: int = 100, generations: int = 30, time_limit_s: float | None = 5.0,
     tables: dict | None = None, directory: Path | None = None, margin: float = 0.1,
@@ -138,13 +108,13 @@ def select(
     search_budget = Budget(budget_ms / (1.0 + margin), budget.memory_mb)
     options, models, skipped = [], {}, []
     for option in deployment_options(target, unit, precision, writable_only):
-        if option.precision not in accuracy.precision_drop:
+        if option.precision not in accuracy.precisions:
             skipped.append(f"{option}: accuracy effect of {option.precision} not measured")
             continue
         try:
             table = (tables or {}).get(option.precision)
             model = SubnetLatency(space, target, option.unit, option.precision, threads, table=table, directory=directory)
-            model.predict(smallest(space))
+            model.predict(space.smallest())
         except TargetError as exc:
             skipped.append(f"{option}: {exc}")
             continue
@@ -152,24 +122,23 @@ def select(
         models[option] = model
     if not options:
         raise EdgekitError(f"no option of {target.name} can be predicted: " + "; ".join(skipped))
-    memory = SubnetMemory(space)
     if budget.memory_mb is not None:
-        smallest_mb = min(memory.mb(smallest(space), o.precision) for o in options)
+        smallest_mb = min(space.memory_mb(space.smallest(), o.precision) for o in options)
         if smallest_mb > budget.memory_mb:
             raise UsageError(f"--memory-mb {budget.memory_mb:g} is below the smallest model ({smallest_mb:.1f} MB)")
 
     def evaluate(configs, option):
-        return [models[option].predict(c) for c in configs], accuracy.predict(configs, space, option.precision)
+        return [models[option].predict(c) for c in configs], accuracy.predict(configs, option.precision)
 
     try:
         result = evolve(space, options, evaluate, search_budget, random.Random(seed), population=population,
-                        generations=generations, memory=lambda config, option: memory.mb(config, option.precision),
+                        generations=generations, memory=lambda config, option: space.memory_mb(config, option.precision),
                         time_limit_s=time_limit_s)
     except NoFeasibleCandidate as exc:
         fastest = exc.fastest
         limit = f"{budget_ms:g} ms" + (f" and {budget.memory_mb:g} MB" if budget.memory_mb else "")
         raise NoFeasibleCandidate(
             f"no candidate meets {limit} (with a {100 * margin:g}% margin for prediction error): the fastest is "
-            f"{fastest.latency_ms:.3f} ms ({fastest.option}, smallest subnet at {fastest.config.r}px, "
+            f"{fastest.latency_ms:.3f} ms ({fastest.option}, smallest {space.config_label(fastest.config)}, "
             f"{fastest.memory_mb:.1f} MB)", fastest) from None
     return Selection(result, {o: models[o].source for o in options}, tuple(skipped), threads, budget, margin)

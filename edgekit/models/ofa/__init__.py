@@ -1,6 +1,7 @@
 """Once-for-all MobileNetV3 family: search spaces, subnet configs, the supernet, checkpoints, training.
 
-Names load lazily, so ``edgekit.models.ofa.SubnetConfig`` and the spaces need no torch import.
+Names load lazily, so ``edgekit.models.ofa.SubnetConfig``, the spaces (search spaces for ``edgekit select``),
+their block specs and the accuracy predictor need no torch import.
 
 Example:
     >>> import random
@@ -20,6 +21,9 @@ _EXPORTS = {
     "space": ["OFASpace", "SPACE_NAMES", "default_checkpoint", "get_space", "make_divisible", "mbv3_space", "shapes_space", "space_size", "tiny_space"],
     "config": ["SubnetConfig", "SubnetConfigError", "crossover", "largest", "mutate", "sample", "smallest"],
     "cost": ["LayerCost", "count_macs", "count_params", "layer_costs", "model_size_bytes"],
+    "specs": ["BlockSpec", "block_ops", "space_blocks", "subnet_blocks"],
+    "skeleton": ["OFASkeleton"],
+    "predictor": ["AccuracyPredictor", "load_predictor"],
     "supernet": ["OFASubnet", "OFASupernet", "materialize"],
     "checkpoint": [
         "CheckpointError",

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from edgekit.runtimes.errors import UsageError
 
-from .space import OFASpace
+from .skeleton import OFASkeleton
 
 __all__ = ["SubnetConfig", "SubnetConfigError", "crossover", "largest", "mutate", "sample", "smallest"]
 
@@ -65,7 +65,7 @@ class SubnetConfig:
             raise SubnetConfigError(f"subnet config field 'r' must be an int, got {self.r!r}")
 
     # -- validation and I/O ---------------------------------------------------------------------
-    def validate(self, space: OFASpace) -> "SubnetConfig":
+    def validate(self, space: OFASkeleton) -> "SubnetConfig":
         """Return ``self`` if it fits ``space``; else raise :class:`SubnetConfigError` naming the field.
 
         Example:
@@ -103,7 +103,7 @@ class SubnetConfig:
         return self
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], space: OFASpace) -> "SubnetConfig":
+    def from_dict(cls, data: Mapping[str, Any], space: OFASkeleton) -> "SubnetConfig":
         """Build and validate from once-for-all's dict form (``r`` defaults to the largest resolution).
 
         Example:
@@ -128,7 +128,7 @@ class SubnetConfig:
         return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r).validate(space)
 
     @classmethod
-    def from_json(cls, text: str, space: OFASpace) -> "SubnetConfig":
+    def from_json(cls, text: str, space: OFASkeleton) -> "SubnetConfig":
         """Parse and validate a JSON string in once-for-all's dict form.
 
         Example:
@@ -144,7 +144,7 @@ class SubnetConfig:
         return cls.from_dict(data, space)
 
     @classmethod
-    def from_file(cls, path: str | Path, space: OFASpace) -> "SubnetConfig":
+    def from_file(cls, path: str | Path, space: OFASkeleton) -> "SubnetConfig":
         """Read and validate a JSON file in once-for-all's dict form.
 
         Example:
@@ -171,11 +171,11 @@ class SubnetConfig:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     # -- structure --------------------------------------------------------------------------------
-    def active_blocks(self, space: OFASpace) -> tuple[int, ...]:
+    def active_blocks(self, space: OFASkeleton) -> tuple[int, ...]:
         """Indices of the elastic blocks that run, in order."""
         return tuple(s * space.max_depth + i for s, depth in enumerate(self.d) for i in range(depth))
 
-    def canonical(self, space: OFASpace) -> "SubnetConfig":
+    def canonical(self, space: OFASkeleton) -> "SubnetConfig":
         """The same network with inactive blocks' kernel/expand set to the smallest choice (for dedup)."""
         active = set(self.active_blocks(space))
         ks = tuple(k if b in active else min(space.ks_choices) for b, k in enumerate(self.ks))
@@ -187,7 +187,7 @@ class SubnetConfig:
         return SubnetConfig(**{**self.to_dict(), **changes})
 
 
-def largest(space: OFASpace, resolution: int | None = None) -> SubnetConfig:
+def largest(space: OFASkeleton, resolution: int | None = None) -> SubnetConfig:
     """The largest subnet of ``space`` (at the largest resolution unless given).
 
     Example:
@@ -201,7 +201,7 @@ def largest(space: OFASpace, resolution: int | None = None) -> SubnetConfig:
     return SubnetConfig.from_dict(data, space)
 
 
-def smallest(space: OFASpace, resolution: int | None = None) -> SubnetConfig:
+def smallest(space: OFASkeleton, resolution: int | None = None) -> SubnetConfig:
     """The smallest subnet of ``space`` (at the smallest resolution unless given).
 
     Example:
@@ -216,7 +216,7 @@ def smallest(space: OFASpace, resolution: int | None = None) -> SubnetConfig:
 
 
 def sample(
-    space: OFASpace,
+    space: OFASkeleton,
     rng: random.Random,
     ks: tuple[int, ...] | None = None,
     e: tuple[int, ...] | None = None,
@@ -244,7 +244,7 @@ def sample(
     ).validate(space)
 
 
-def mutate(config: SubnetConfig, space: OFASpace, rng: random.Random, prob: float = 0.1) -> SubnetConfig:
+def mutate(config: SubnetConfig, space: OFASkeleton, rng: random.Random, prob: float = 0.1) -> SubnetConfig:
     """Resample each gene (kernel, expand, depth, resolution) with probability ``prob``.
 
     Example:
@@ -270,7 +270,7 @@ def mutate(config: SubnetConfig, space: OFASpace, rng: random.Random, prob: floa
     )
 
 
-def crossover(a: SubnetConfig, b: SubnetConfig, space: OFASpace, rng: random.Random) -> SubnetConfig:
+def crossover(a: SubnetConfig, b: SubnetConfig, space: OFASkeleton, rng: random.Random) -> SubnetConfig:
     """Each gene from ``a`` or ``b`` with equal probability.
 
     Example:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .config import SubnetConfig
-from .space import OFASpace
+from .skeleton import OFASkeleton
 
 __all__ = ["LayerCost", "count_macs", "count_params", "layer_costs", "model_size_bytes"]
 
@@ -39,7 +39,7 @@ def _conv(name: str, cin: int, cout: int, k: int, hw: int, groups: int = 1, bias
     return LayerCost(name, weights * hw * hw, weights + (cout if bias else 0) + (2 * cout if bn else 0))
 
 
-def layer_costs(config: SubnetConfig, space: OFASpace) -> Iterator[LayerCost]:
+def layer_costs(config: SubnetConfig, space: OFASkeleton) -> Iterator[LayerCost]:
     """Every Conv/Gemm of the materialized subnet, in execution order.
 
     Example:
@@ -70,7 +70,7 @@ def layer_costs(config: SubnetConfig, space: OFASpace) -> Iterator[LayerCost]:
     yield _conv("classifier", space.feature_mix_width, space.num_classes, 1, 1, bias=True, bn=False)
 
 
-def count_macs(config: SubnetConfig, space: OFASpace) -> int:
+def count_macs(config: SubnetConfig, space: OFASkeleton) -> int:
     """Multiply-accumulates of one image through the subnet (Conv and Gemm; BN, activations, pooling not counted).
 
     Example:
@@ -82,7 +82,7 @@ def count_macs(config: SubnetConfig, space: OFASpace) -> int:
     return sum(layer.macs for layer in layer_costs(config, space))
 
 
-def count_params(config: SubnetConfig, space: OFASpace) -> int:
+def count_params(config: SubnetConfig, space: OFASkeleton) -> int:
     """Trainable parameters of the materialized subnet (conv/linear weights and biases, BN scale and shift).
 
     Example:
@@ -94,7 +94,7 @@ def count_params(config: SubnetConfig, space: OFASpace) -> int:
     return sum(layer.params for layer in layer_costs(config, space))
 
 
-def model_size_bytes(config: SubnetConfig, space: OFASpace, bytes_per_param: int = 4) -> int:
+def model_size_bytes(config: SubnetConfig, space: OFASkeleton, bytes_per_param: int = 4) -> int:
     """Weight bytes of the subnet at ``bytes_per_param`` (4 fp32, 2 fp16, 1 int8); BN folding not applied.
 
     Example:

@@ -225,7 +225,7 @@ class ElasticMBConv(nn.Module):
         bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        from .space import make_divisible
+        from .skeleton import make_divisible
 
         self.ks_choices = tuple(ks_choices)
         self.stride, self.act_name, self.in_ch, self.out_ch = stride, act, in_ch, out_ch
@@ -245,7 +245,7 @@ class ElasticMBConv(nn.Module):
         self.residual = stride == 1 and in_ch == out_ch
 
     def se_hidden(self, mid: int) -> int:
-        from .space import make_divisible
+        from .skeleton import make_divisible
 
         return make_divisible(mid // self.se_reduction, self.divisor)
 

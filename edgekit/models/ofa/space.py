@@ -1,24 +1,41 @@
-"""Search spaces of the once-for-all MobileNetV3 supernet, as frozen data (no torch needed).
+"""Search spaces of the once-for-all MobileNetV3 supernet (no torch needed).
 
-A space fixes the network's skeleton (widths, strides, activations, squeeze-excite per stage) and the
-elastic choices (kernel size and expand ratio per block, depth per stage, input resolution). The same
-code builds the ImageNet spaces of once-for-all (``ofa-mbv3-w1.0``, ``ofa-mbv3-w1.2``) and the small
-``ofa-mbv3-shapes`` space for the procedural images of :mod:`edgekit.models.ofa.data`.
+A space is its skeleton and elastic choices (:class:`~edgekit.models.ofa.skeleton.OFASkeleton`: widths,
+strides, activations, squeeze-excite per stage; kernel size and expand ratio per block, depth per stage,
+input resolution) plus the methods of a search space (``edgekit.search.space.SearchSpace``): it samples,
+mutates and crosses :class:`SubnetConfig` values, lists a subnet's blocks as pure specs, costs it and
+loads its accuracy predictor, all through the torch-free modules config, specs, cost and predictor.
+The same code builds the ImageNet spaces of once-for-all (``ofa-mbv3-w1.0``, ``ofa-mbv3-w1.2``) and the
+small ``ofa-mbv3-shapes`` space for the procedural images of :mod:`edgekit.models.ofa.data`.
 
 Example:
+    >>> import random
     >>> space = get_space("ofa-mbv3-w1.0")
     >>> space.num_blocks, space.stage_widths
     (20, (24, 40, 80, 112, 160))
     >>> space_size(space) > 10**19
     True
+    >>> config = space.sample(random.Random(0))
+    >>> space.blocks(config)[0].key, space.config_label(space.smallest())
+    ('Conv-input:128x128x3-output:64x64x16', 'subnet at 128px')
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.precision import bytes_per_element
+
+from .config import SubnetConfig, crossover, largest, mutate, sample, smallest
+from .cost import count_macs, count_params
+from .predictor import AccuracyPredictor, load_predictor
+from .skeleton import OFASkeleton, make_divisible
+from .specs import BlockSpec, subnet_blocks
 
 __all__ = [
     "OFASpace",
@@ -32,161 +49,96 @@ __all__ = [
     "tiny_space",
 ]
 
-_ACTS = ("relu", "h_swish")
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _DEFAULTS = {"ofa-mbv3-shapes": "ofa_mbv3_shapes.pt"}  # the checkpoint shipped per space
 
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round ``value`` to the nearest multiple of ``divisor`` (never below it, never 10% under ``value``).
-
-    Example:
-        >>> make_divisible(16 * 1.2), make_divisible(112 * 1.2), make_divisible(24 * 3)
-        (24, 136, 72)
-    """
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
+# (stem and first block, head) and the elastic blocks by (block, kernel, expand), at one resolution
+_Specs = tuple[list[BlockSpec], list[BlockSpec], dict[tuple[int, int, int], BlockSpec]]
 
 
 @dataclass(frozen=True)
-class OFASpace:
-    """The skeleton and elastic choices of one MobileNetV3 supernet.
+class OFASpace(OFASkeleton):
+    """One once-for-all space as a search space; its configs are :class:`SubnetConfig` values.
 
-    Stage ``i`` (of ``len(stage_widths)``) holds up to ``max(depth_choices)`` blocks; the first block of a
-    stage has stride ``stage_strides[i]``. Each elastic block is an inverted bottleneck (1x1 expand,
-    depthwise kxk, optional squeeze-excite, 1x1 project) whose middle width is
-    ``make_divisible(round(in_width * e), channel_divisor)``.
+    The methods delegate to the module functions (:func:`sample`, :func:`mutate`, :func:`crossover`,
+    :func:`count_macs`, :func:`subnet_blocks`, ...). In these MobileNetV3 spaces block ``b``'s shape
+    depends only on the input resolution, its kernel and its expand ratio (dropping blocks at a stage's
+    end changes no later shape), and the stem and head only on the resolution, so each space keeps its
+    block specs per (resolution, block, kernel, expand) and a subnet's blocks are ~20 dict lookups.
 
     Example:
-        >>> s = get_space("ofa-mbv3-shapes")
-        >>> s.max_config_dict()["d"]
-        [4, 4, 4, 4, 4]
+        >>> space = get_space("ofa-mbv3-tiny")
+        >>> config = space.sample(random.Random(0))
+        >>> space.blocks(config) == subnet_blocks(config, space), space.macs(config) > 0
+        (True, True)
     """
 
-    name: str
-    num_classes: int
-    stem_width: int
-    first_block_width: int
-    stage_widths: tuple[int, ...]
-    stage_strides: tuple[int, ...]
-    stage_acts: tuple[str, ...]
-    stage_se: tuple[bool, ...]
-    final_expand_width: int
-    feature_mix_width: int
-    ks_choices: tuple[int, ...] = (3, 5, 7)
-    e_choices: tuple[int, ...] = (3, 4, 6)
-    d_choices: tuple[int, ...] = (2, 3, 4)
-    resolutions: tuple[int, ...] = tuple(range(128, 225, 4))
-    stem_stride: int = 2
-    in_channels: int = 3
-    dropout: float = 0.1
-    se_reduction: int = 4
-    channel_divisor: int = 8
-    bn_momentum: float = 0.1
-    bn_eps: float = 1e-5
+    def sample(self, rng: random.Random) -> SubnetConfig:
+        return sample(self, rng)
 
-    def __post_init__(self) -> None:
-        n = len(self.stage_widths)
-        for field in ("stage_strides", "stage_acts", "stage_se"):
-            if len(getattr(self, field)) != n:
-                raise UsageError(f"space {self.name!r}: {field} needs {n} entries, one per stage")
-        for act in self.stage_acts:
-            if act not in _ACTS:
-                raise UsageError(f"space {self.name!r}: stage_acts entry {act!r} is not one of {_ACTS}")
-        for field in ("ks_choices", "e_choices", "d_choices", "resolutions"):
-            values = getattr(self, field)
-            if not values or tuple(sorted(set(values))) != tuple(values) or min(values) < 1:
-                raise UsageError(f"space {self.name!r}: {field} must be distinct positive ints, ascending")
-        if any(k % 2 == 0 for k in self.ks_choices):
-            raise UsageError(f"space {self.name!r}: ks_choices must be odd, got {self.ks_choices}")
+    def mutate(self, config: SubnetConfig, rng: random.Random, prob: float = 0.1) -> SubnetConfig:
+        return mutate(config, self, rng, prob)
 
-    # -- derived shape facts -------------------------------------------------------------------
-    @property
-    def num_stages(self) -> int:
-        return len(self.stage_widths)
+    def crossover(self, a: SubnetConfig, b: SubnetConfig, rng: random.Random) -> SubnetConfig:
+        return crossover(a, b, self, rng)
 
-    @property
-    def max_depth(self) -> int:
-        return max(self.d_choices)
+    def smallest(self) -> SubnetConfig:
+        return smallest(self)
 
-    @property
-    def num_blocks(self) -> int:
-        """Elastic blocks in the supernet (stages x max depth), the length of ``ks`` and ``e``."""
-        return self.num_stages * self.max_depth
+    @cached_property
+    def _specs(self) -> dict[int, _Specs]:
+        return {}
 
-    @property
-    def max_kernel(self) -> int:
-        return max(self.ks_choices)
+    def _specs_at(self, r: int) -> _Specs:
+        found = self._specs.get(r)
+        if found is None:
+            base, n = largest(self, r), self.num_blocks
+            per_block: dict[tuple[int, int, int], BlockSpec] = {}
+            for k in self.ks_choices:
+                for e in self.e_choices:
+                    specs = subnet_blocks(base.replace(ks=(k,) * n, e=(e,) * n), self)
+                    per_block.update({(b, k, e): spec for b, spec in enumerate(specs[2:-4])})
+            found = (specs[:2], specs[-4:], per_block)
+            self._specs[r] = found
+        return found
 
-    def stage_of(self, block: int) -> int:
-        """Stage index of elastic block ``block``."""
-        return block // self.max_depth
+    def blocks(self, config: SubnetConfig) -> list[BlockSpec]:
+        """The blocks ``config`` runs, in order: equal to :func:`subnet_blocks` (shared, cached specs)."""
+        config.validate(self)
+        head, tail, per_block = self._specs_at(config.r)
+        depth, ks, e = self.max_depth, config.ks, config.e
+        return [*head, *(per_block[(b, ks[b], e[b])] for s, d in enumerate(config.d)
+                         for b in range(s * depth, s * depth + d)), *tail]
 
-    def block_in_width(self, block: int) -> int:
-        """Input channels of elastic block ``block`` (fixed: this space has no elastic width)."""
-        stage, pos = divmod(block, self.max_depth)
-        if pos > 0:
-            return self.stage_widths[stage]
-        return self.first_block_width if stage == 0 else self.stage_widths[stage - 1]
+    def macs(self, config: SubnetConfig) -> int:
+        return count_macs(config, self)
 
-    def block_stride(self, block: int) -> int:
-        stage, pos = divmod(block, self.max_depth)
-        return self.stage_strides[stage] if pos == 0 else 1
+    def params(self, config: SubnetConfig) -> int:
+        return count_params(config, self)
 
-    def mid_width(self, block: int, expand: int) -> int:
-        """Middle (expanded) channels of ``block`` at expand ratio ``expand``."""
-        return make_divisible(round(self.block_in_width(block) * expand), self.channel_divisor)
-
-    def se_width(self, mid: int) -> int:
-        """Squeeze-excite hidden channels for ``mid`` middle channels."""
-        return make_divisible(mid // self.se_reduction, self.channel_divisor)
-
-    def max_config_dict(self) -> dict:
-        """The largest subnet in once-for-all's dict form."""
-        return {
-            "ks": [self.max_kernel] * self.num_blocks,
-            "e": [max(self.e_choices)] * self.num_blocks,
-            "d": [self.max_depth] * self.num_stages,
-            "r": max(self.resolutions),
-        }
-
-    def min_config_dict(self) -> dict:
-        """The smallest subnet in once-for-all's dict form."""
-        return {
-            "ks": [min(self.ks_choices)] * self.num_blocks,
-            "e": [min(self.e_choices)] * self.num_blocks,
-            "d": [min(self.d_choices)] * self.num_stages,
-            "r": min(self.resolutions),
-        }
-
-    def input_spec(self, resolution: int | None = None, batch: int | str = "batch"):
-        """The :class:`TensorSpec` of the image input at ``resolution`` (default: the largest).
+    def memory_mb(self, config: SubnetConfig, precision: str) -> float:
+        """Weights (BatchNorm folded) plus the largest block's live activations, at ``precision``, in MB.
 
         Example:
-            >>> get_space("ofa-mbv3-shapes").input_spec(48)
-            TensorSpec(name='image', shape=('batch', 3, 48, 48), dtype='float32')
+            >>> space = get_space("ofa-mbv3-shapes")
+            >>> big = largest(space)
+            >>> space.memory_mb(space.smallest(), "int8") < space.memory_mb(big, "int8") < space.memory_mb(big, "fp32")
+            True
         """
-        from edgekit.runtimes.spec import TensorSpec
+        blocks = self.blocks(config)
+        elements = sum(b.weight_elems for b in blocks) + max(b.activation_elems for b in blocks)
+        return elements * bytes_per_element(precision) / 1e6
 
-        r = max(self.resolutions) if resolution is None else resolution
-        if r not in self.resolutions:
-            raise UsageError(f"resolution {r} is not in space {self.name!r}: allowed {_span(self.resolutions)}")
-        return TensorSpec("image", (batch, self.in_channels, r, r), "float32")
+    def accuracy_model(self, path: str | Path | None = None) -> AccuracyPredictor:
+        """The accuracy predictor shipped for this space (or the one at ``path``)."""
+        return load_predictor(self, path)
 
-    def output_spec(self, batch: int | str = "batch"):
-        """The :class:`TensorSpec` of the logits output."""
-        from edgekit.runtimes.spec import TensorSpec
+    def config_dict(self, config: SubnetConfig) -> dict[str, Any]:
+        """once-for-all's dict form ``{"ks", "e", "d", "r"}``."""
+        return config.to_dict()
 
-        return TensorSpec("logits", (batch, self.num_classes), "float32")
-
-
-def _span(values: tuple[int, ...]) -> str:
-    steps = {b - a for a, b in zip(values, values[1:])}
-    if len(values) > 3 and len(steps) == 1:
-        return f"{values[0]}..{values[-1]} step {steps.pop()}"
-    return str(list(values))
+    def config_label(self, config: SubnetConfig) -> str:
+        return f"subnet at {config.r}px"
 
 
 def space_size(space: OFASpace, include_resolution: bool = False) -> int:

@@ -1,10 +1,12 @@
-"""Export an encoder-decoder or decoder-only LM to a generation bundle (the ``FAMILY_EXPORTERS`` hook).
+"""The language-model family (``slm-encdec``, ``slm-deconly``, ``slm:FILE.pt``, ``hf:DIR``): its graphs
+and data for the export pipeline.
 
-Each graph is exported with :func:`edgekit.exporters.onnx.export_onnx` and checked against its torch
-module with :func:`edgekit.exporters.onnx.validate` on explicit feeds (padded masks, a past of length
-0 and longer pasts). Then the exported graphs are chained step by step in onnxruntime, KV cache and
-all, and compared with the source model's own teacher-forced forward; any failure raises
-``ValidationError`` and nothing is written.
+:func:`slm_source` describes the encoder and KV-cache decoder graphs (or the decoder alone), each with
+explicit validation feeds (padded masks, a past of length 0 and longer pasts), plus the family's hook
+that chains the exported graphs step by step, KV cache and all, in the format's runtime and compares
+them with the source model's own teacher-forced forward (any failure raises ``ValidationError`` and
+nothing is written), what the pipeline times on the host (one decoder step), the generation config
+and the tokenizer. The pipeline exports, validates, times and writes the bundle as for any model.
 
 Example:
     >>> from edgekit.pipeline import ExportRequest, export_bundle          # doctest: +SKIP
@@ -14,25 +16,24 @@ Example:
 
 from __future__ import annotations
 
-import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-import edgekit
-from edgekit.exporters.onnx import OnnxExportOptions, export_onnx, validate
-from edgekit.runtimes.bundle import Graph, Manifest
+from edgekit.exporters.base import ExportGraph
 from edgekit.runtimes.errors import UsageError, ValidationError
+from edgekit.runtimes.session import Session
 
+from ..source import FamilyData, HostTiming, ModelRequest, ModelSource, Tokenizer
 from .graphs import CausalParts, Seq2SeqParts
 
-__all__ = ["export_family", "export_parts", "resolve_parts", "BUILTIN_CHECKPOINTS"]
+__all__ = ["slm_source", "parts_source", "resolve_parts", "BUILTIN_CHECKPOINTS", "TIMED_PAST", "TIMED_SOURCE"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 BUILTIN_CHECKPOINTS = {"slm-encdec": WEIGHTS_DIR / "slm_encdec.pt", "slm-deconly": WEIGHTS_DIR / "slm_deconly.pt"}
-
-Progress = Callable[[str], None]
+TIMED_PAST, TIMED_SOURCE = 15, 16  # the decoder step timed on the host: token 16 of 16-token source and target
 
 
 def resolve_parts(ref: str) -> tuple[Seq2SeqParts | CausalParts, dict[str, Any]]:
@@ -111,15 +112,26 @@ def _worst(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float, where: st
     return float(diff.max(initial=0.0))
 
 
-def _check_seq2seq_chain(parts: Seq2SeqParts, enc_path: Path, dec_path: Path, atol: float, rtol: float) -> float:
+def _step_feeds(parts: Seq2SeqParts | CausalParts, past: int = TIMED_PAST, source: int = TIMED_SOURCE) -> dict:
+    """One decoder step at batch 1: a new token after ``past`` cached ones (and a ``source``-token input)."""
+    rng = np.random.default_rng(2)
+    if isinstance(parts, Seq2SeqParts):
+        feed = {"decoder_input_ids": _rng_ids(rng, parts.vocab_size, (1, 1)), "encoder_attention_mask": np.ones((1, source), np.int64)}
+        kv = parts.specs.decoder_inputs[2:]
+    else:
+        feed = {"input_ids": _rng_ids(rng, parts.vocab_size, (1, 1)), "attention_mask": np.ones((1, past + 1), np.int64),
+                "position_ids": np.array([[past]], np.int64)}
+        kv = parts.specs.decoder_inputs[3:]
+    for spec in kv:
+        feed[spec.name] = _kv(rng, 1, parts.heads, past if spec.name.startswith("past") else source, parts.head_dim)
+    return feed
+
+
+def _check_seq2seq_chain(parts: Seq2SeqParts, encoder: Session, decoder: Session, atol: float, rtol: float) -> float:
     """Encoder once, decoder for 1 token with an empty past, then 2 and 1 more tokens with the cache."""
     import torch
 
-    from edgekit.runtimes.ort import OrtSession
-
     specs = parts.specs
-    encoder = OrtSession(enc_path, inputs=specs.encoder_inputs)
-    decoder = OrtSession(dec_path)
     rng = np.random.default_rng(1)
     ids = _rng_ids(rng, parts.vocab_size, (2, 6))
     mask = _padded_mask(2, 6)
@@ -136,12 +148,9 @@ def _check_seq2seq_chain(parts: Seq2SeqParts, enc_path: Path, dec_path: Path, at
     return _worst(np.concatenate(logits, axis=1), ref.float().numpy(), atol, rtol, f"{parts.name}")
 
 
-def _check_causal_chain(parts: CausalParts, dec_path: Path, atol: float, rtol: float) -> float:
+def _check_causal_chain(parts: CausalParts, decoder: Session, atol: float, rtol: float) -> float:
     import torch
 
-    from edgekit.runtimes.ort import OrtSession
-
-    decoder = OrtSession(dec_path)
     rng = np.random.default_rng(1)
     ids = _rng_ids(rng, parts.vocab_size, (2, 7))
     mask = np.ones((2, 7), np.int64)
@@ -160,101 +169,58 @@ def _check_causal_chain(parts: CausalParts, dec_path: Path, atol: float, rtol: f
     return _worst(got[keep], ref[keep], atol, rtol, f"{parts.name}")
 
 
-def export_parts(
-    parts: Seq2SeqParts | CausalParts, stage_dir: Path, progress: Progress, atol: float = 1e-4, rtol: float = 1e-3,
-    opset: int = 17,
-) -> tuple[dict[str, Graph], dict[str, Any]]:
-    """Export and validate every graph of ``parts`` into ``stage_dir``; returns manifest graphs and validation."""
-    specs = parts.specs
-    options = OnnxExportOptions(opset=opset, metadata={"edgekit_version": edgekit.__version__, "model": parts.name})
-    rng = np.random.default_rng(0)
-    graphs: dict[str, Graph] = {}
-    validation: dict[str, Any] = {"runtime": "onnxruntime", "passed": True, "graphs": {}}
-    stage_dir = Path(stage_dir)
+def _check_chain(parts: Seq2SeqParts | CausalParts, open_graph: Callable[[str], Session], atol: float,
+                 rtol: float) -> dict[str, Any]:
+    """The family's chained check (``ModelSource.chained_check``), at 10x the per-graph ``atol``: errors
+    add up over the steps of the cache."""
     if isinstance(parts, Seq2SeqParts):
-        enc_feeds, dec_feeds = _seq2seq_feeds(parts, rng)
-        example = tuple(__import__("torch").from_numpy(v) for v in enc_feeds[2].values())
-        progress(f"exporting {parts.name} encoder")
-        enc = export_onnx(parts.encoder, specs.encoder_inputs, example, stage_dir / "encoder.onnx",
-                          output_names=specs.encoder_outputs, output_axes=specs.output_axes, options=options)
-        report = validate(enc.path, parts.encoder, enc.inputs, feeds=enc_feeds, atol=atol, rtol=rtol)
-        validation["graphs"]["encoder"] = report.to_json()
-        graphs["encoder"] = Graph("encoder.onnx", enc.inputs, enc.outputs)
+        worst = _check_seq2seq_chain(parts, open_graph("encoder"), open_graph("decoder"), atol * 10, rtol)
     else:
-        dec_feeds = _causal_feeds(parts, rng)
-    progress(f"exporting {parts.name} decoder (KV cache)")
+        worst = _check_causal_chain(parts, open_graph("decoder"), atol * 10, rtol)
+    return {"max_abs_error": worst, "atol": atol * 10, "rtol": rtol, "passed": True}
+
+
+def _tensors(feed: Mapping[str, np.ndarray], specs) -> tuple:
     import torch
 
-    example = tuple(torch.from_numpy(dec_feeds[2][s.name]) for s in specs.decoder_inputs)
-    dec = export_onnx(parts.decoder, specs.decoder_inputs, example, stage_dir / "decoder.onnx",
-                      output_names=specs.decoder_outputs, output_axes=specs.output_axes, options=options)
-    if [s.name for s in dec.inputs] != [s.name for s in specs.decoder_inputs]:
-        dropped = sorted({s.name for s in specs.decoder_inputs} - {s.name for s in dec.inputs})
-        raise ValidationError(f"{parts.name}: the decoder graph lost inputs {dropped} in export")
-    report = validate(dec.path, parts.decoder, dec.inputs, feeds=dec_feeds, atol=atol, rtol=rtol)
-    validation["graphs"]["decoder"] = report.to_json()
-    graphs["decoder"] = Graph("decoder.onnx", dec.inputs, dec.outputs)
-    progress("checking the chained graphs against the source model")
-    if isinstance(parts, Seq2SeqParts):
-        worst = _check_seq2seq_chain(parts, stage_dir / "encoder.onnx", stage_dir / "decoder.onnx", atol * 10, rtol)
-    else:
-        worst = _check_causal_chain(parts, stage_dir / "decoder.onnx", atol * 10, rtol)
-    validation["chained_vs_source"] = {"max_abs_error": worst, "atol": atol * 10, "rtol": rtol, "passed": True}
-    validation["max_abs_error"] = {
-        name: max(g["max_abs_error"].values(), default=0.0) for name, g in validation["graphs"].items()
-    }
-    validation["atol"], validation["rtol"] = atol, rtol
-    return graphs, validation
+    return tuple(torch.from_numpy(feed[s.name]) for s in specs)
 
 
-def _copy_tokenizer(tokenizer: Mapping[str, Any], stage_dir: Path) -> dict[str, Any]:
-    files = []
-    for source in tokenizer.get("source_files", []):
-        source = Path(source)
-        (stage_dir / "tokenizer").mkdir(exist_ok=True)
-        shutil.copyfile(source, stage_dir / "tokenizer" / source.name)
-        files.append(f"tokenizer/{source.name}")
-    framing = {k: list(tokenizer[k]) for k in ("prefix", "suffix") if k in tokenizer}
-    return {"kind": tokenizer["kind"], "files": files, **framing}
-
-
-def export_family(request, target, stage_dir: Path, progress: Progress) -> Manifest:
-    """The pipeline hook: export ``request.model.ref`` into ``stage_dir``; the pipeline writes the bundle."""
-    from edgekit.pipeline import toolchain_versions
-
-    if request.precision != "fp32":
-        raise UsageError(
-            f"--precision {request.precision}: LM bundles export as fp32; make int8/fp16 decoder variants with "
-            "python -m edgekit.models.slm.quantize"
-        )
-    progress(f"loading model {request.model.ref}")
-    parts, tokenizer = resolve_parts(request.model.ref)
-    graphs, validation = export_parts(parts, Path(stage_dir), progress, atol=request.atol, rtol=request.rtol,
-                                      opset=request.opset)
+def parts_source(parts: Seq2SeqParts | CausalParts, tokenizer: Mapping[str, Any]) -> ModelSource:
+    """The model source of an LM's graph parts: its graphs with their validation feeds, the chained check,
+    the decoder step the pipeline times, and the generation config and tokenizer for the manifest."""
+    specs = parts.specs
+    rng = np.random.default_rng(0)
+    graphs: dict[str, ExportGraph] = {}
     seq2seq = isinstance(parts, Seq2SeqParts)
-    extra = {
-        "generation": dict(parts.generation),
-        "model": {
-            "kind": "encoder-decoder" if seq2seq else "decoder-only",
-            "layers": parts.layers,
-            "heads": parts.heads,
-            "head_dim": parts.head_dim,
-            "d_model": parts.d_model,
-            "vocab_size": parts.vocab_size,
-            "max_source_length": parts.max_source_length,
-        },
-        "tokenizer": _copy_tokenizer(tokenizer, Path(stage_dir)),
-    }
-    return Manifest(
-        target=target.name,
-        format="onnx",
-        precision="fp32",
-        graphs=graphs,
-        task="seq2seq" if seq2seq else "causal-lm",
-        name=parts.name,
-        edgekit_version=edgekit.__version__,
-        provenance={**parts.provenance, "exporter": "torch.onnx (TorchScript)", "opset": request.opset},
-        validation=validation,
-        toolchain=toolchain_versions(),
-        extra=extra,
+    if seq2seq:
+        enc_feeds, dec_feeds = _seq2seq_feeds(parts, rng)
+        graphs["encoder"] = ExportGraph("encoder", parts.encoder, specs.encoder_inputs,
+                                        _tensors(enc_feeds[2], specs.encoder_inputs), specs.encoder_outputs,
+                                        specs.output_axes, tuple(enc_feeds))
+    else:
+        dec_feeds = _causal_feeds(parts, rng)
+    graphs["decoder"] = ExportGraph("decoder", parts.decoder, specs.decoder_inputs,
+                                    _tensors(dec_feeds[2], specs.decoder_inputs), specs.decoder_outputs,
+                                    specs.output_axes, tuple(dec_feeds), keep_inputs=True)
+    model = {"kind": "encoder-decoder" if seq2seq else "decoder-only", "layers": parts.layers, "heads": parts.heads,
+             "head_dim": parts.head_dim, "d_model": parts.d_model, "vocab_size": parts.vocab_size,
+             "max_source_length": parts.max_source_length}
+    framing = {k: tuple(tokenizer[k]) for k in ("prefix", "suffix") if k in tokenizer}
+    source_text = f", a {TIMED_SOURCE}-token source" if seq2seq else ""
+    return ModelSource(
+        parts.name, graphs, "seq2seq" if seq2seq else "causal-lm", provenance=dict(parts.provenance),
+        extra={"model": model},
+        data=FamilyData(generation=dict(parts.generation),
+                        tokenizer=Tokenizer(tokenizer["kind"], tuple(Path(f) for f in tokenizer.get("source_files", [])),
+                                            **framing)),
+        chained_check=partial(_check_chain, parts),
+        timing=HostTiming("decoder", _step_feeds(parts),
+                          f"one decoder step: 1 new token after {TIMED_PAST} cached{source_text}, batch 1"),
     )
+
+
+def slm_source(request: ModelRequest) -> ModelSource:
+    """The family's source function (registry: slm-encdec, slm-deconly, slm:FILE.pt, hf:DIR)."""
+    parts, tokenizer = resolve_parts(str(request.ref))
+    return parts_source(parts, tokenizer)

@@ -1,12 +1,11 @@
 """int8 (dynamic, weight int8) and fp16 variants of an LM bundle's decoder, and how far they drift from fp32.
 
-    python -m edgekit.models.slm.quantize --model slm-encdec --examples 300
-
-exports the model (fp32), writes ``<out>/int8`` and ``<out>/fp16`` bundles whose decoder graph is
-quantized with ``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations quantized on
-the fly) or converted with onnxruntime's float16 converter (fp16 weights and compute, fp32 inputs and
-outputs), then prints, on held-out examples of the training task: greedy token agreement with fp32,
-exact match, and the teacher-forced loss change.
+:func:`decoder_variant` writes a copy of a bundle whose decoder graph is quantized with
+``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations quantized on the fly) or
+converted with onnxruntime's float16 converter (fp16 weights and compute, fp32 inputs and outputs);
+:func:`compare` measures, on held-out examples of the training task, greedy token agreement with
+fp32, exact match and the teacher-forced loss change. ``python -m edgekit.tools.slm_quantize`` runs
+both on a freshly exported model.
 
 Example:
     >>> from edgekit.models.slm.quantize import VARIANTS
@@ -16,10 +15,7 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +25,7 @@ import numpy as np
 from edgekit.runtimes.bundle import MANIFEST_NAME, BundleWriter, Graph, read_bundle
 from edgekit.runtimes.errors import UsageError, require
 
-__all__ = ["VARIANTS", "decoder_variant", "compare", "main"]
+__all__ = ["VARIANTS", "decoder_variant", "compare"]
 
 VARIANTS = ("int8", "fp16")
 
@@ -134,37 +130,3 @@ def compare(bundles: dict[str, Path], pairs, batch: int = 50) -> dict[str, dict]
                         "loss_change": loss - ref_loss})
         results[name] = row
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="slm-encdec", help="slm-encdec, slm-deconly or slm:FILE.pt")
-    parser.add_argument("--examples", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=None, help="where to keep the bundles (default: a temp dir)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
-
-    from .data import HELDOUT_SEED, make_examples
-
-    out = args.out or Path(tempfile.mkdtemp(prefix="edgekit-quant-"))
-    export_bundle(ExportRequest(out=out / "fp32", model=ModelRequest(args.model), measure_runs=0))
-    bundles = {"fp32": out / "fp32"}
-    for precision in VARIANTS:
-        bundles[precision] = decoder_variant(out / "fp32", out / precision, precision)
-    pairs = list(make_examples(args.examples, HELDOUT_SEED))
-    results = compare(bundles, pairs)
-    if args.json:
-        print(json.dumps({"model": args.model, "examples": len(pairs), "results": results}, indent=2))
-        return 0
-    print(f"{args.model}: decoder variants vs fp32 on {len(pairs)} held-out examples (greedy, 1 thread)")
-    print(f"{'variant':8} {'decoder MB':>10} {'exact match':>12} {'token agree':>12} {'seq identical':>14} {'loss':>8} {'loss change':>12} {'gen s':>7}")
-    for name, row in results.items():
-        print(f"{name:8} {row['decoder_bytes'] / 2**20:10.2f} {row['exact_match']:12.3f} {row.get('token_agreement', 1.0):12.4f} "
-              f"{row.get('sequences_identical', 1.0):14.3f} {row['loss']:8.4f} {row.get('loss_change', 0.0):+12.4f} {row['generate_s']:7.2f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,7 +7,7 @@
 3. Fit :class:`AccuracyPredictor` on the measurements (a held-out split scores it) and save it next to
    the checkpoint, with the measurements (JSON) so the fit is reproducible without re-measuring.
 
-    python -m edgekit.search.accuracy_data --space ofa-mbv3-shapes --n 800 --out edgekit/models/weights/ofa_mbv3_shapes_accuracy
+    python -m edgekit.tools.accuracy_data --space ofa-mbv3-shapes --n 800 --out edgekit/models/weights/ofa_mbv3_shapes_accuracy
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["measure_accuracies", "measure_precision_drops", "main"]
+__all__ = ["measure_accuracies", "precision_request", "measure_precision_drops", "main"]
 
 
 def measure_accuracies(space_name: str, checkpoint: str, n: int, seed: int, eval_images: int, calib_images: int,
@@ -50,18 +50,27 @@ def measure_accuracies(space_name: str, checkpoint: str, n: int, seed: int, eval
     return rows
 
 
+def precision_request(space_name: str, checkpoint: str, config, precision: str, out: Path):
+    """The export of one subnet at ``precision`` whose accuracy change the predictor learns: no timing,
+    and no accuracy limit (the drop is what is measured)."""
+    from edgekit.models.registry import ModelRequest
+    from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, ValidationConfig
+
+    model = ModelRequest("ofa-mbv3", space=space_name, checkpoint=None if checkpoint == "default" else Path(checkpoint),
+                         subnet=config.to_json())
+    return ExportRequest(out=out, model=model, output=OutputConfig(precision=precision), measure=MeasureConfig(runs=0),
+                         validation=ValidationConfig(max_accuracy_drop=1.0))
+
+
 def measure_precision_drops(space_name: str, checkpoint: str, configs: list, work: Path) -> dict:
     """Mean accuracy drop of fp16 and int8 bundles against fp32, measured by the export pipeline."""
-    from edgekit.models.registry import ModelRequest
-    from edgekit.pipeline import ExportRequest, export_bundle
+    from edgekit.pipeline import export_bundle
 
     drops: dict[str, list[float]] = {"fp16": [], "int8": []}
     for i, config in enumerate(configs):
         for precision in drops:
-            request = ModelRequest("ofa-mbv3", space=space_name, checkpoint=None if checkpoint == "default" else Path(checkpoint),
-                                   subnet=config.to_json())
-            manifest = export_bundle(ExportRequest(out=work / f"{precision}{i}", model=request, precision=precision,
-                                                   measure_runs=0, max_accuracy_drop=1.0)).manifest
+            request = precision_request(space_name, checkpoint, config, precision, work / f"{precision}{i}")
+            manifest = export_bundle(request).manifest
             vs = manifest.validation["precision"]["vs_fp32"]
             drops[precision].append(vs["accuracy_drop"])
             print(f"subnet {i} {precision}: fp32 {vs['accuracy_fp32']:.4f} -> {vs['accuracy']:.4f}", file=sys.stderr, flush=True)
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=800)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--eval-images", type=int, default=2000)
-    parser.add_argument("--calib-images", type=int, default=512)
+    parser.add_argument("--calib-images", type=int, default=512, help="images for BatchNorm recalibration")
     parser.add_argument("--precision-subnets", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=1500)
     parser.add_argument("--hidden", type=int, default=256)
@@ -89,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgekit.models.ofa import SubnetConfig, get_space
     from edgekit.runtimes.bundle import atomic_write_text
+    from edgekit.runtimes.precision import PRECISIONS
     from edgekit.search.accuracy import AccuracyPredictor
 
     space = get_space(args.space)
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor, report = AccuracyPredictor.fit(space, configs, [r["accuracy"] for r in data["rows"]], seed=args.seed,
                                               epochs=args.epochs, hidden=args.hidden)
     # A measured gain (negative drop) is noise on a few hundred images, not a property of int8: clamp at 0.
-    predictor.precision_drop = {k: max(0.0, v) for k, v in data["precision_drop"].items() if k in ("fp32", "fp16", "int8")}
+    predictor.precision_drop = {k: max(0.0, v) for k, v in data["precision_drop"].items() if k in PRECISIONS}
     predictor.save(args.out)
     print(json.dumps({"report": report.to_json(), "precision_drop": predictor.precision_drop}, indent=2))
     return 0
