@@ -190,10 +190,11 @@ def timed_graph(source: ModelSource) -> str:
 
 
 def measure_on_host(exporter: Exporter, source: ModelSource, exported: Mapping[str, Exported], runs: int,
-                    threads: int) -> dict[str, Any]:
+                    threads: int, precision: str | None = None) -> dict[str, Any]:
     """p50/p90 of the bundle's file in its format's runtime backend on this host: the model at its example
     sizes, or what the family says to time (``ModelSource.timing``, recorded as ``graph`` and ``what``)."""
     from edgekit.runtimes import load_file
+    from edgekit.targets.estimate import LatencyEstimate
     from edgekit.targets.host import detect_host
     from edgekit.targets.measure import measure_latency
 
@@ -205,9 +206,28 @@ def measure_on_host(exporter: Exporter, source: ModelSource, exported: Mapping[s
         feeds, what = dict(source.timing.feeds), {"graph": source.timing.graph, "what": source.timing.what}
     session = load_file(timed.file, exporter.format, threads=threads, inputs=inputs)
     stats = measure_latency(session, feeds, warmup=max(3, runs // 5), runs=runs)
-    return {"source": "measured", "device": "host", "cpu": detect_host().cpu_model, "runtime": exporter.record.runtime,
-            "threads": threads, "batch": 1, "ms": round(stats.p50_ms, 4), "p90_ms": round(stats.p90_ms, 4),
-            "runs": stats.runs, **what}
+    measured = LatencyEstimate(stats.p50_ms, "measured", "host", "cpu", precision, exporter.record.runtime, exporter.format,
+                               threads, 1, p90_ms=stats.p90_ms, runs=stats.runs,
+                               details={"cpu": detect_host().cpu_model, **what})
+    return measured.rounded().to_json()
+
+
+def predict_on_target(exporter: Exporter, file: Path, target, precision: str,
+                      unit: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """The target's latency for ``file`` on each unit that runs its format at ``precision`` (only ``unit``
+    when the search chose one), from the one chooser (a measurement of this very file in the latency store >
+    calibrated > modeled), as manifest entries; plus, when no unit runs it, why not. The host is measured
+    by :func:`measure_on_host` instead.
+    """
+    from edgekit.exporters.graph_stats import graph_stats
+    from edgekit.runtimes.bundle import sha256_file
+    from edgekit.targets.estimate import estimate_for_format
+
+    if target.name == "host":
+        return [], None
+    entries, note = estimate_for_format(target, exporter.format, precision, ops=graph_stats(file).nodes,
+                                        runtime=exporter.record.runtime, model_sha256=sha256_file(file), unit=unit)
+    return [entry.to_json() for entry in entries], note
 
 
 def copy_tokenizer(source: ModelSource, stage: Path) -> dict[str, Any]:

@@ -138,41 +138,6 @@ def _choose_format(request: ExportRequest, target) -> str:
     )
 
 
-def _predict_on_target(path: Path, target, fmt: str, precision: str,
-                       unit: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """Predicted latency (calibrated or modeled) of the bundle's file on the target's units that can run
-    it: those whose formats include ``fmt`` at ``precision`` (only ``unit`` when the search chose one),
-    default unit first; plus, when there is none, why not in a few words. The host is measured instead.
-    """
-    from edgekit.exporters.graph_stats import graph_stats
-    from edgekit.runtimes.formats import get_format
-    from edgekit.targets.predictor import predict_model
-
-    if target.name == "host":
-        return [], None
-    candidates = [target.unit(unit)] if unit else sorted(target.units, key=lambda u: u.name != target.default_unit)
-    runs_it = [u for u in candidates if fmt in u.formats and precision in u.precisions]
-    if not runs_it:
-        return [], f"no unit runs {fmt} {precision} ({_what_units_run(candidates, fmt)})"
-    nodes = graph_stats(path).nodes
-    entries, unknown = [], []
-    for u in runs_it:
-        prediction = predict_model(nodes, target, u.name, precision)
-        if prediction.ms is None:
-            unknown.append(f"{u.name}: {'; '.join(prediction.notes) or 'no published peak'}")
-            continue
-        entries.append({"source": prediction.source, "device": target.name, "unit": u.name,
-                        "runtime": get_format(fmt).runtime, "precision": precision, "batch": 1,
-                        "ms": round(prediction.ms, 4), "notes": list(prediction.notes)})
-    return entries, (None if entries else "; ".join(unknown))
-
-
-def _what_units_run(units, fmt: str) -> str:
-    """``gpu runs tensorrt; cpu runs onnx at fp32, int8``: what each unit runs, for a one-line reason."""
-    return "; ".join(f"{u.name} runs {fmt} at {', '.join(u.precisions)}" if fmt in u.formats
-                     else f"{u.name} runs {', '.join(u.formats)}" for u in units)
-
-
 def _check_family_options(request: ExportRequest, family: Family) -> None:
     """Options the family cannot take are refused before anything is loaded."""
     ref, precision = request.model.ref or family.name, request.precision
@@ -195,7 +160,7 @@ def _check_family_options(request: ExportRequest, family: Family) -> None:
 def _search_record(search: dict[str, Any], latency: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The search's choice and, when it was measured here, whether the budget held."""
     record = dict(search)
-    measured = next((item for item in latency if item.get("device") == "host"), None)
+    measured = next((item for item in latency if item["source"] == "measured" and item["target"] == "host"), None)
     if search["target"] == "host" and measured is not None:
         record["measured_ms"] = measured["ms"]
         record["budget_held"] = measured["ms"] <= search["budget_ms"]
@@ -231,9 +196,10 @@ def _latency(exporter, source, exported, request: ExportRequest, target, unit: s
     latency: list[Mapping[str, Any]] = []
     if request.measure.runs > 0:
         say("measuring latency on this host")
-        latency.append(steps.measure_on_host(exporter, source, exported, request.measure.runs, request.measure.threads))
+        latency.append(steps.measure_on_host(exporter, source, exported, request.measure.runs, request.measure.threads,
+                                             request.precision))
     timed = exported[steps.timed_graph(source)]
-    predicted, note = _predict_on_target(timed.file, target, exporter.format, request.precision, unit=unit)
+    predicted, note = steps.predict_on_target(exporter, timed.file, target, request.precision, unit=unit)
     if source.timing is not None:  # a model of several graphs: say which graph the prediction is of
         graph = source.timing.graph
         predicted = [{**entry, "graph": graph, "what": f"the {graph} graph, its dynamic axes at 1"} for entry in predicted]

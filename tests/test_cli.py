@@ -138,5 +138,5 @@ def test_export_records_the_targets_predicted_latency_labelled(tmp_path, capsys)
     assert code == 0
     (entry,) = json.loads(stdout)["manifest"]["latency"]
     # the bundle is ONNX: its latency is the cpu's (onnxruntime), not the tensorrt gpu's (tests/test_latency_format.py)
-    assert entry["device"] == "jetson-orin-nano" and entry["unit"] == "cpu" and entry["source"] == "modeled"
+    assert entry["target"] == "jetson-orin-nano" and entry["unit"] == "cpu" and entry["source"] == "modeled"
     assert entry["ms"] > 0

@@ -224,3 +224,19 @@ def test_targets_show_prints_the_measured_value_after_profile(tiny_bundle, cache
     shown = capsys.readouterr().out
     line = next(line for line in shown.splitlines() if f"{p50:.3f}" in line)
     assert "measured" in line and "fp32" in line
+
+
+def test_export_consults_the_store_for_this_very_file(tiny_bundle, cache, tmp_path):
+    """The pipeline's target latency comes from the one chooser: a measurement of the exported file (same
+    sha256, stored by `edgekit profile --agent` on the device) beats the model."""
+    from edgekit.models.registry import ModelRequest
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
+
+    jetson = load_target("jetson")
+    request = ExportRequest(out=tmp_path / "b", model=ModelRequest("tests.fixtures.tiny_models:tiny_cnn"),
+                            target="jetson", measure=MeasureConfig(runs=0))
+    (before,) = export_bundle(request).manifest.latency
+    assert (before["source"], before["target"], before["unit"]) == ("modeled", "jetson-orin-nano", "cpu")
+    record = _store_profile(tmp_path / "b", jetson.name, threads=jetson.unit("cpu").cores)
+    (after,) = export_bundle(request).manifest.latency  # the export is deterministic: same file, same sha256
+    assert (after["source"], after["ms"], after["threads"]) == ("measured", round(record.p50_ms, 4), jetson.unit("cpu").cores)

@@ -150,4 +150,4 @@ def test_manifest_records_provenance_toolchain_and_labelled_latency(tiny_bundle)
     assert set(manifest.toolchain) >= {"torch", "onnx", "onnxruntime", "edgekit"}
     assert manifest.validation["passed"] is True and manifest.validation["max_abs_error"]["output"] < 1e-4
     (latency,) = manifest.latency
-    assert latency["source"] == "measured" and latency["device"] == "host" and latency["ms"] > 0
+    assert latency["source"] == "measured" and latency["target"] == "host" and latency["ms"] > 0

@@ -20,7 +20,7 @@ def test_onnx_bundle_for_jetson_records_the_cpu_that_runs_onnx_not_the_tensorrt_
     manifest, shown = _export(capsys, tmp_path, "--target", "jetson")
     assert manifest["format"] == "onnx"
     (entry,) = manifest["latency"]
-    assert (entry["device"], entry["unit"], entry["runtime"], entry["precision"]) == \
+    assert (entry["target"], entry["unit"], entry["runtime"], entry["precision"]) == \
         ("jetson-orin-nano", "cpu", "onnxruntime", "fp32")
     assert entry["source"] == "modeled" and entry["ms"] > 0
     assert "tensorrt" not in shown

@@ -83,8 +83,8 @@ def test_a_format_registered_publicly_exports_and_runs_a_bundle(toy_format, tmp_
     assert manifest.format == "toy" and manifest.graph().file == "model.toyonnx"
     assert manifest.validation["passed"] and manifest.validation["runtime"] == "onnxruntime"
     measured, modeled = manifest.latency
-    assert (measured["source"], measured["device"], measured["runtime"]) == ("measured", "host", "onnxruntime")
-    assert (modeled["source"], modeled["device"], modeled["unit"]) == ("modeled", "toy-board", "cpu")
+    assert (measured["source"], measured["target"], measured["runtime"]) == ("measured", "host", "onnxruntime")
+    assert (modeled["source"], modeled["target"], modeled["unit"]) == ("modeled", "toy-board", "cpu")
     assert "model.toyonnx" in ToySession.opened  # validation and timing ran in the format's own backend
 
     session = rt.load(out)
@@ -111,10 +111,10 @@ def test_slm_export_for_jetson_records_host_timing_and_the_unit_that_runs_onnx(t
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["task"] == "seq2seq" and manifest["format"] == "onnx"
     measured, modeled = manifest["latency"]
-    assert (measured["source"], measured["device"], measured["runtime"], measured["graph"]) == \
+    assert (measured["source"], measured["target"], measured["runtime"], measured["graph"]) == \
         ("measured", "host", "onnxruntime", "decoder")
     assert measured["ms"] > 0 and measured["what"].startswith("one decoder step")
-    assert (modeled["source"], modeled["device"], modeled["unit"], modeled["runtime"], modeled["graph"]) == \
+    assert (modeled["source"], modeled["target"], modeled["unit"], modeled["runtime"], modeled["graph"]) == \
         ("modeled", "jetson-orin-nano", "cpu", "onnxruntime", "decoder")
     assert modeled["ms"] > 0
     assert set(manifest["toolchain"]) >= {"torch", "onnx", "onnxruntime", "edgekit"}

@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.exporters.formats import FORMATS
+from edgekit.exporters.base import writable
 from edgekit.runtimes.errors import EdgekitError, TargetError, UsageError
 from edgekit.runtimes.precision import PRECISIONS
 
@@ -57,16 +57,6 @@ class Selection:
     threads: int | None
     budget: Budget  # as the user gave it
     margin: float = 0.0  # predicted latency had to fit budget / (1 + margin)
-
-
-def writable(fmt: str) -> bool:
-    """Whether edgekit can write ``fmt`` today (``exporters.formats.FORMATS``).
-
-    Example:
-        >>> writable("onnx"), writable("tensorrt")
-        (True, False)
-    """
-    return fmt in FORMATS and FORMATS[fmt].available
 
 
 def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False) -> list[Option]:
