@@ -41,6 +41,7 @@ __all__ = [
     "missing_modules",
     "FORMAT_NAMES",
     "RUNTIME_FORMATS",
+    "RUNTIME_NAMES",
 ]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -229,7 +230,7 @@ class _RuntimeFormats(Mapping[str, tuple[str, ...]]):
     """Runtime -> the formats it loads, derived from the records at each use."""
 
     def _table(self) -> dict[str, tuple[str, ...]]:
-        table: dict[str, list[str]] = {}
+        table: dict[str, list[str]] = {fmt.runtime: [] for fmt in _FORMATS.values()}  # main runtimes first
         for fmt in _FORMATS.values():
             for runtime in fmt.runtimes:
                 table.setdefault(runtime, []).append(fmt.name)
@@ -250,3 +251,25 @@ class _RuntimeFormats(Mapping[str, tuple[str, ...]]):
 
 FORMAT_NAMES: Sequence[str] = _Names()
 RUNTIME_FORMATS: Mapping[str, tuple[str, ...]] = _RuntimeFormats()
+
+
+class _RuntimeNames(Sequence[str]):
+    """The runtimes some registered format names, read at each use (target profiles' ``runtime`` values)."""
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return tuple(RUNTIME_FORMATS)[index]
+
+    def __len__(self) -> int:
+        return len(RUNTIME_FORMATS)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(RUNTIME_FORMATS))
+
+    def __contains__(self, name: object) -> bool:
+        return name in tuple(RUNTIME_FORMATS)
+
+    def __repr__(self) -> str:
+        return repr(tuple(RUNTIME_FORMATS))
+
+
+RUNTIME_NAMES = _RuntimeNames()

@@ -5,7 +5,7 @@ onnx). Every endpoint needs ``Authorization: Bearer <token>``. Requests are serv
 models run one at a time (a lock), so two measurements never compete for the CPU.
 
 - ``GET /v1/facts``: what the device is (:func:`edgekit.targets.profile.device_facts`) and the agent's limits.
-- ``POST /v1/profile?threads=1&warmup=10&runs=50&per_node=0``: the body is the raw ``.onnx`` bytes;
+- ``POST /v1/profile?threads=1&warmup=10&runs=50&per_node=0``: the body is the raw model file bytes (``format=NAME``, default onnx, names its format);
   the answer is :meth:`ProfileResult.to_json` under ``"profile"``.
 
 Every answer is a JSON object with ``"agent": "edgekit"`` and ``"api": 1``; errors carry ``"error"``
@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edgekit.runtimes.errors import EdgekitError, UsageError
+from edgekit.runtimes.formats import FORMAT_NAMES, find_format, get_format
 
 __all__ = ["API_VERSION", "DEFAULT_PORT", "AgentServer", "make_server", "serve", "is_loopback"]
 
@@ -240,10 +241,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         if self._unread == 0:
-            self._error(400, "empty body: POST the .onnx file's bytes")
+            self._error(400, "empty body: POST the model file's bytes")
             return
+        suffix = get_format(params.pop("format")).suffix
         with tempfile.TemporaryDirectory(prefix="edgekit-agent-") as tmp:
-            model = Path(tmp) / "model.onnx"
+            model = Path(tmp) / f"model{suffix}"
             try:
                 self._receive(model)
             except TimeoutError:
@@ -282,15 +284,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _parse_params(query: str) -> dict[str, Any]:
-    """``threads``, ``warmup``, ``runs`` (bounded integers) and ``per_node`` (0/1/true/false) from a query string."""
+    """``threads``, ``warmup``, ``runs`` (bounded integers), ``per_node`` (0/1/true/false) and ``format`` (a
+    registered format name, default onnx: the uploaded bytes are saved under its suffix) from a query string."""
     raw = parse_qs(query, keep_blank_values=True)
-    known = (*LIMITS, "per_node")
+    known = (*LIMITS, "per_node", "format")
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ValueError(f"unknown query parameter {unknown[0]!r} (expected {', '.join(known)})")
-    params: dict[str, Any] = {"threads": 1, "warmup": 10, "runs": 50, "per_node": False}
+    params: dict[str, Any] = {"threads": 1, "warmup": 10, "runs": 50, "per_node": False, "format": "onnx"}
     for name, values in raw.items():
         value = values[-1].strip().lower()
+        if name == "format":
+            if find_format(value) is None:
+                raise ValueError(f"query parameter format: expected one of {', '.join(FORMAT_NAMES)}, got {values[-1]!r}")
+            params[name] = value
+            continue
         if name == "per_node":
             if value not in ("0", "1", "true", "false"):
                 raise ValueError(f"query parameter per_node: expected 0, 1, true or false, got {values[-1]!r}")

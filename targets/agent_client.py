@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.runtimes.errors import EdgekitError
+from edgekit.runtimes.formats import format_for_suffix, formats
 
 from .profile import ProfileResult
 
@@ -67,18 +68,26 @@ class AgentClient:
 
     def profile(
         self,
-        onnx_path: str | Path,
+        model_path: str | Path,
         threads: int = 1,
         warmup: int = 10,
         runs: int = 50,
         per_node: bool = False,
     ) -> ProfileResult:
-        """Send ``onnx_path`` to the agent, which times it on the device; returns what it measured, with the
-        agent's machine facts (asked separately from an agent too old to send them with the measurement)."""
-        path = Path(onnx_path)
+        """Send the model file to the agent, which times it on the device in the runtime of the file's format
+        (by its suffix); returns what it measured, with the agent's machine facts (asked separately from an
+        agent too old to send them with the measurement)."""
+        path = Path(model_path)
         if not path.is_file():
             raise AgentError(f"{path}: no such model file to send to the agent")
-        query = urllib.parse.urlencode({"threads": threads, "warmup": warmup, "runs": runs, "per_node": int(per_node)})
+        fmt = format_for_suffix(path.suffix)
+        if fmt is None:
+            raise AgentError(f"{path}: unknown model file type {path.suffix!r} (expected one of "
+                             f"{', '.join(f.suffix for f in formats())})")
+        params = {"threads": threads, "warmup": warmup, "runs": runs, "per_node": int(per_node)}
+        if fmt.name != "onnx":  # an agent from before formats were plug-ins knows only ONNX and no format parameter
+            params["format"] = fmt.name
+        query = urllib.parse.urlencode(params)
         size = path.stat().st_size
         try:
             with open(path, "rb") as body:

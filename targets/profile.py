@@ -27,6 +27,7 @@ import numpy as np
 import edgekit.runtimes as rt
 from edgekit.runtimes.bundle import read_bundle, sha256_file
 from edgekit.runtimes.errors import ModelLoadError, UsageError, require
+from edgekit.runtimes.formats import format_for_suffix
 from edgekit.runtimes.spec import random_inputs
 
 from .measure import LatencyStats, measure_latency
@@ -201,6 +202,8 @@ def profile_model(
     file = model_file(path)
     feeds = random_inputs(session.inputs, example_sizes(path))
     stats = measure_latency(session, feeds, warmup=warmup, runs=runs)
+    record = format_for_suffix(file.suffix)  # the runtime as the format table names it: the store is searched by it
+    runtime = record.runtime if record is not None else session.backend
     nodes: tuple[NodeTime, ...] = ()
     if per_node:
         if session.backend != "onnxruntime":
@@ -208,10 +211,7 @@ def profile_model(
         providers = session.raw.get_providers()
         del session  # one session at a time: the profiling one should not compete for memory
         nodes = _node_times(file, feeds, threads=threads, warmup=warmup, runs=runs, providers=providers)
-        backend = "onnxruntime"
-    else:
-        backend = session.backend
-    return ProfileResult(stats, nodes, sha256_file(file), backend, _runtime_version(backend), threads, machine_facts())
+    return ProfileResult(stats, nodes, sha256_file(file), runtime, _runtime_version(runtime), threads, machine_facts())
 
 
 def _node_times(

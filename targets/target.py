@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn
 
 from edgekit.runtimes.errors import TargetError
-from edgekit.runtimes.formats import FORMAT_NAMES, RUNTIME_FORMATS
+from edgekit.runtimes.formats import FORMAT_NAMES, RUNTIME_FORMATS, RUNTIME_NAMES
 from edgekit.runtimes.precision import PRECISIONS
 
 if sys.version_info >= (3, 11):
@@ -47,7 +47,7 @@ __all__ = [
 
 KINDS = ("cpu", "gpu", "npu", "dla", "tpu")
 FORMATS = FORMAT_NAMES  # the registered formats (edgekit.runtimes.formats), read at each use
-RUNTIMES = ("tensorrt", "onnxruntime", "litert", "qnn", "edgetpu")
+RUNTIMES = RUNTIME_NAMES  # every runtime some registered format names, read at each use
 
 # The file formats each runtime loads (from the format records); a unit's runtime must load one of its formats.
 _RUNTIME_FORMATS = RUNTIME_FORMATS

@@ -24,13 +24,13 @@ TINY_CNN = "tests.fixtures.tiny_models:tiny_cnn"
 
 TOY_BOARD = """
 name = "toy-board"
-description = "a board whose CPU runs the toy format through onnxruntime"
+description = "a board whose CPU runs the toy format through its own runtime"
 memory_bandwidth_gbps = 10
 default_unit = "cpu"
 
 [units.cpu]
 kind = "cpu"
-runtime = "onnxruntime"
+runtime = "toyrt"
 formats = ["toy"]
 
 [units.cpu.peak]
@@ -58,7 +58,7 @@ class ToyExporter(OnnxExporter):
 @pytest.fixture
 def toy_format():
     record = rt.register_format(rt.Format(
-        "toy", ".toyonnx", "onnxruntime", backend=f"{__name__}:ToySession", exporter=f"{__name__}:ToyExporter",
+        "toy", ".toyonnx", "toyrt", backend=f"{__name__}:ToySession", exporter=f"{__name__}:ToyExporter",
         precisions=("fp32",), reason="a test's plug-in format",
     ))
     ToySession.opened = []
@@ -81,10 +81,11 @@ def test_a_format_registered_publicly_exports_and_runs_a_bundle(toy_format, tmp_
                                          target_file=tmp_path / "toy-board.toml", measure=MeasureConfig(runs=3)))
     manifest = result.manifest
     assert manifest.format == "toy" and manifest.graph().file == "model.toyonnx"
-    assert manifest.validation["passed"] and manifest.validation["runtime"] == "onnxruntime"
+    assert manifest.validation["passed"] and manifest.validation["runtime"] == "toyrt"
     measured, modeled = manifest.latency
-    assert (measured["source"], measured["target"], measured["runtime"]) == ("measured", "host", "onnxruntime")
-    assert (modeled["source"], modeled["target"], modeled["unit"]) == ("modeled", "toy-board", "cpu")
+    assert (measured["source"], measured["target"], measured["runtime"]) == ("measured", "host", "toyrt")
+    assert (modeled["source"], modeled["target"], modeled["unit"], modeled["runtime"]) == \
+        ("modeled", "toy-board", "cpu", "toyrt")  # a new runtime name is accepted in a target profile
     assert "model.toyonnx" in ToySession.opened  # validation and timing ran in the format's own backend
 
     session = rt.load(out)
@@ -140,3 +141,30 @@ def test_formats_json_lists_every_format_with_its_availability(capsys):
     assert main(["formats"]) == 0
     shown = capsys.readouterr().out
     assert "planned: litert-torch conversion" in shown and "available" in shown
+
+
+def test_the_profiling_agent_runs_a_plugged_in_format(toy_format, tmp_path):
+    """The agent saved every upload as model.onnx; it now takes the format and runs the file in its backend."""
+    import threading
+
+    from edgekit.models.registry import ModelRequest
+    from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, export_bundle
+    from edgekit.targets.agent import make_server
+    from edgekit.targets.agent_client import AgentClient
+
+    (tmp_path / "toy-board.toml").write_text(TOY_BOARD, encoding="utf-8")
+    out = tmp_path / "bundle"
+    export_bundle(ExportRequest(out=out, model=ModelRequest(TINY_CNN), target=None, target_file=tmp_path / "toy-board.toml",
+                                output=OutputConfig(format="toy"), measure=MeasureConfig(runs=0)))
+    server = make_server("127.0.0.1", 0, token="t0ken", max_body_mb=8, timeout_s=5.0, log=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = AgentClient(f"http://127.0.0.1:{server.server_address[1]}", "t0ken", timeout_s=30)
+        ToySession.opened = []
+        result = client.profile(out / "model.toyonnx", runs=3, warmup=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.stats.runs == 3 and result.runtime == "toyrt"
+    assert ToySession.opened == ["model.toyonnx"]  # the upload was saved under the format's suffix

@@ -207,7 +207,7 @@ def test_minimal_profile_loads(tmp_path):
         ('kind = "gpu"', 'kind = "fpga"', "units.gpu.kind", "unknown value 'fpga'; allowed: cpu, gpu, npu, dla, tpu"),
         ('formats = ["tensorrt"]', 'formats = ["tensorrt", "pt"]', "units.gpu.formats[1]",
          "unknown value 'pt'; allowed: onnx, tflite, tensorrt"),
-        ('runtime = "tensorrt"', 'runtime = "tvm"', "units.gpu.runtime", "allowed: tensorrt, onnxruntime, litert"),
+        ('runtime = "tensorrt"', 'runtime = "tvm"', "units.gpu.runtime", "allowed: onnxruntime, litert, tensorrt, qnn, edgetpu"),
         ('runtime = "tensorrt"', 'runtime = "litert"', "units.gpu.runtime", "loads none of the unit's formats"),
         # cross-field checks
         ('default_unit = "gpu"', 'default_unit = "npu"', "default_unit", "'npu' is not a unit; units: gpu"),
