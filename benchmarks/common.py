@@ -22,21 +22,9 @@ def interleaved_times(
     contenders: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 20, calls_per_round: int = 1
 ) -> dict[str, np.ndarray]:
     """Per-call milliseconds of each contender, alternating contenders in every round (order rotates)."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    times = {name: np.empty(rounds) for name in names}
-    clock = time.perf_counter
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            call = contenders[name]
-            start = clock()
-            for _ in range(calls_per_round):
-                call()
-            times[name][r] = (clock() - start) * 1000.0 / calls_per_round
-    return times
+    from edgekit.targets.measure import interleaved_ms
+
+    return interleaved_ms(contenders, rounds=rounds, warmup=warmup, calls_per_round=calls_per_round)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -4,15 +4,22 @@
     intra-op 1): first-token latency and decode tokens/s of edgekit's numpy loop over onnxruntime,
     Hugging Face ``generate()`` in torch eager, and Optimum's ORTModelForSeq2SeqLM. Optimum needs
     transformers < 4.58, so it runs in its own virtual environment (--optimum-python, default
-    /work/venv-optimum/bin/python) as a subprocess of this script on the same saved model and inputs.
+    /tmp/optimum-venv/bin/python: python3 -m venv /tmp/optimum-venv; pip install torch==2.13.0; pip install
+    "optimum-onnx[onnxruntime]") as a subprocess of this script on the same saved model and inputs.
 (b) edgekit's encoder-decoder SLM vs its equal-size decoder-only baseline (the shipped checkpoints),
     inputs of 64 to 1024 tokens, 32 output tokens: first-token latency, decode throughput, ratios.
+
+(c) ``--size t5-small`` / ``--size flan-t5-base``: a random-init T5 of that shape (re-initialised as in (a)),
+    edgekit fp32 / int8 / fp16 (the export's decoder variants) / int8 + input drafting vs Optimum fp32 vs
+    HF eager at 16 and 128 input tokens, token agreement with HF eager per row, and what one decoder call
+    verifying 9 tokens costs against 1 (the bound on drafting's speed-up). Written to seq2seq_SIZE.json.
 
 Every generation is forced to its full length (min_new_tokens = max_new_tokens) so all systems do the
 same work. Medians over warmed-up runs, systems interleaved run by run.
 
 Example:
     python benchmarks/seq2seq.py --runs 7
+    python benchmarks/seq2seq.py --size t5-small --runs 3
 """
 
 from __future__ import annotations
@@ -78,6 +85,22 @@ def _time_hf(model, ids: list[int], n: int) -> tuple[float, float, list[int]]:
     return streamer.first - start, time.perf_counter() - start, out[0].tolist()
 
 
+def _interleaved(timers: dict, inputs: list[list[int]], runs: int) -> tuple[dict, dict]:
+    """Every timer on every input, ``runs`` times, rotating who goes first; stats and first-run tokens per timer."""
+    samples = {name: ([], []) for name in timers}
+    tokens: dict[str, list] = {name: [] for name in timers}
+    order = list(timers)
+    for run in range(runs):
+        for ids in inputs:
+            for name in order[run % len(order):] + order[: run % len(order)]:
+                f, t, out = timers[name](ids)
+                samples[name][0].append(f)
+                samples[name][1].append(t)
+                if run == 0:
+                    tokens[name].append(out)
+    return {name: _stats(*samples[name], NEW_TOKENS) for name in timers}, tokens
+
+
 # ------------------------------------------------------------------------------ optimum worker
 def optimum_worker(model_dir: str, inputs_json: str, runs: int, warmup: int) -> None:
     """Runs inside the Optimum venv: prints one JSON line with timings and tokens."""
@@ -120,6 +143,14 @@ def _run_optimum(python: str, model_dir: Path, inputs, runs: int, warmup: int) -
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# ------------------------------------------------------------------------------ sizes of part (c)
+T5_SIZES = {  # T5-small and flan-T5-base shapes (the vocabulary of both: 32128)
+    "t5-small": dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8,
+                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1),
+    "flan-t5-base": dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12,
+                         num_heads=12, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                         decoder_start_token_id=0, pad_token_id=0, eos_token_id=1),
+}
 # ------------------------------------------------------------------------------------- part (a)
 def part_a(args) -> dict:
     import numpy as np
@@ -147,18 +178,7 @@ def part_a(args) -> dict:
     for ids in inputs[: args.warmup]:
         for timer in timers.values():
             timer(ids)
-    samples = {name: ([], []) for name in timers}
-    tokens = {name: [] for name in timers}
-    order = list(timers)
-    for run in range(args.runs):
-        for ids in inputs:
-            for name in order[run % 2:] + order[: run % 2]:  # alternate who goes first
-                f, t, out = timers[name](ids)
-                samples[name][0].append(f)
-                samples[name][1].append(t)
-                if run == 0:
-                    tokens[name].append(out)
-    rows = {name: _stats(*samples[name], NEW_TOKENS) for name in timers}
+    rows, tokens = _interleaved(timers, inputs, args.runs)
     ref = tokens["HF generate (torch eager)"]
     rows["edgekit (onnxruntime)"]["tokens_equal_hf"] = tokens["edgekit (onnxruntime)"] == ref
     optimum = _run_optimum(args.optimum_python, work / "t5", inputs, args.runs, args.warmup) if args.optimum else {"skipped": "--no-optimum"}
@@ -238,6 +258,124 @@ def part_b(args) -> dict:
     return {"new_tokens": NEW_TOKENS, "threads": 1, "batch": 1, "sizes": sizes}
 
 
+# ------------------------------------------------------------------------------------- part (c)
+def _time_edgekit_draft(lm, ids: list[int], n: int) -> tuple[float, float, list[int]]:
+    first: list[float] = []
+    start = time.perf_counter()
+    out = lm.generate([ids], max_new_tokens=n, min_new_tokens=n, draft="input",
+                      on_token=lambda t: first.append(time.perf_counter()) if not first else None)
+    return first[0] - start, time.perf_counter() - start, out[0].tolist()
+
+
+def _agreement(tokens: list[list[int]], ref: list[list[int]]) -> float:
+    same = sum(a == b for x, y in zip(tokens, ref) for a, b in zip(x, y))
+    return round(same / max(1, sum(max(len(x), len(y)) for x, y in zip(tokens, ref))), 4)
+
+
+def _block_cost(bundle: Path, past: int = 32, block: int = 9, runs: int = 20) -> dict:
+    """ms of one decoder call with 1 and with ``block`` new tokens after ``past`` cached: what a verified draft costs."""
+    import numpy as np
+
+    from edgekit.models.slm.quantize import _step_feeds
+    from edgekit.runtimes import load_file
+    from edgekit.runtimes.bundle import read_bundle
+
+    b = read_bundle(bundle)
+    session = load_file(b.file("decoder"), threads=1)
+    one = _step_feeds(b.manifest, past=past, source=16)
+    many = {**one, "decoder_input_ids": np.full((1, block), 5, np.int64)}
+    times = {1: [], block: []}
+    for _ in range(3):
+        session.run(one), session.run(many)
+    for _ in range(runs):
+        for k, feeds in ((1, one), (block, many)):
+            t = time.perf_counter()
+            session.run(feeds)
+            times[k].append((time.perf_counter() - t) * 1e3)
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    return {"past": past, "ms_1_token": round(ms[1], 3), f"ms_{block}_tokens": round(ms[block], 3),
+            "ratio": round(ms[block] / ms[1], 2)}
+
+
+def part_c(args) -> dict:
+    """T5-small / flan-T5-base size, random init re-initialised as part (a): edgekit fp32 / int8 / fp16 /
+    int8 + draft vs Optimum fp32 vs HF eager at 16 and 128 input tokens."""
+    import numpy as np
+    import torch
+    import transformers
+
+    import edgekit.runtimes as rt
+    from edgekit.models.registry import ModelRequest
+    from edgekit.models.slm.quantize import export_variant
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
+
+    torch.set_num_threads(1)
+    config = T5_SIZES[args.size]
+    work = Path(tempfile.mkdtemp(prefix=f"edgekit-{args.size}-"))
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**config)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(work / "t5")
+    export_bundle(ExportRequest(out=work / "fp32", model=ModelRequest(f"hf:{work / 't5'}"), measure=MeasureConfig(runs=0)))
+    variants = {}
+    for precision in ("int8", "fp16"):
+        manifest = export_variant(work / "fp32", work / precision, precision, min_agreement=0.0, threads=1, force=False,
+                                  say=lambda m: None)
+        variants[precision] = manifest.validation["precision"]
+    lms = {p: rt.load(work / p, threads=1) for p in ("fp32", "int8", "fp16")}
+    timers = {f"edgekit {p}": (lambda lm: lambda ids: _time_edgekit(lm, ids, NEW_TOKENS))(lm) for p, lm in lms.items()}
+    timers["edgekit int8 + draft"] = lambda ids: _time_edgekit_draft(lms["int8"], ids, NEW_TOKENS)
+    timers["HF generate (torch eager)"] = lambda ids: _time_hf(model, ids, NEW_TOKENS)
+    rng = np.random.default_rng(0)
+    table = []
+    for length in args.lengths_c:
+        inputs = [rng.integers(2, config["vocab_size"], size=length).tolist() for _ in range(args.inputs_c)]
+        for timer in timers.values():
+            timer(inputs[0])
+        rows, tokens = _interleaved(timers, inputs, args.runs)
+        ref = tokens["HF generate (torch eager)"]
+        for name in timers:
+            rows[name]["token_agreement_hf"] = _agreement(tokens[name], ref)
+        optimum = _run_optimum(args.optimum_python, work / "t5", inputs, args.runs, 1) if args.optimum else {"skipped": "--no-optimum"}
+        if "skipped" in optimum:
+            rows["Optimum ORTModelForSeq2SeqLM fp32"] = {"skipped": optimum["skipped"]}
+        else:
+            rows["Optimum ORTModelForSeq2SeqLM fp32"] = {**_stats(optimum["firsts"], optimum["totals"], NEW_TOKENS),
+                                                        "token_agreement_hf": _agreement(optimum["tokens"], ref),
+                                                        "versions": optimum["versions"], "note": "separate process"}
+        table.append({"input_tokens": length, "rows": rows, "draft": lms["int8"].last_draft_stats.to_json()})
+    block = {p: _block_cost(work / p) for p in ("fp32", "int8")}
+    return {"size": args.size, "config": config, "parameters": sum(p.numel() for p in model.parameters()),
+            "inputs_per_length": args.inputs_c, "new_tokens": NEW_TOKENS, "threads": 1, "variants": variants,
+            "table": table, "verify_block_cost": block}
+
+
+def _print_c(c: dict) -> None:
+    print(f"\n(c) {c['size']} size (d_model {c['config']['d_model']}, {c['config']['num_layers']}+"
+          f"{c['config']['num_decoder_layers']} layers, vocab {c['config']['vocab_size']}, {c['parameters'] / 1e6:.1f} M "
+          f"parameters, random init), {c['new_tokens']} new tokens forced, greedy, 1 thread; shared noisy host: medians")
+    for row in c["table"]:
+        rows = row["rows"]
+        base = rows.get("Optimum ORTModelForSeq2SeqLM fp32", {})
+        print(f"{row['input_tokens']} input tokens")
+        print(f"  {'system':36} {'first token ms':>15} {'decode tok/s':>13} {'x Optimum':>10}  token agreement with HF")
+        for name, r in rows.items():
+            if "skipped" in r:
+                print(f"  {name:36} skipped: {r['skipped']}")
+                continue
+            ratio = f"{r['decode_tok_s'] / base['decode_tok_s']:10.2f}" if "decode_tok_s" in base else f"{'-':>10}"
+            print(f"  {name:36} {r['first_token_ms']:15.2f} {r['decode_tok_s']:13.1f} {ratio}  {r['token_agreement_hf']:.4f}")
+        d = row["draft"]
+        print(f"  draft: {d['accepted']} of {d['drafted']} drafted tokens accepted ({100 * d['accept_rate']:.1f}%)")
+    for p, v in c["variants"].items():
+        print(f"{p} vs fp32 (export's own check): token agreement {100 * v['token_agreement']:.2f}% on {v['on']}")
+    for p, b in c["verify_block_cost"].items():
+        print(f"{p} decoder call after {b['past']} cached: 1 token {b['ms_1_token']:.2f} ms, 9 tokens "
+              f"{b['ms_9_tokens']:.2f} ms ({b['ratio']:.2f}x): a draft of 8 fully accepted makes 9 tokens for that")
+
+
 def _print_a(a: dict) -> None:
     print(f"\n(a) tiny T5 (d_model {a['config']['d_model']}, {a['config']['num_layers']}+{a['config']['num_decoder_layers']} layers, "
           f"vocab {a['config']['vocab_size']}), {a['inputs']} inputs, {a['new_tokens']} new tokens, greedy, 1 thread")
@@ -270,8 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--inputs", type=int, default=8, help="inputs for part (a)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
-    parser.add_argument("--parts", default="ab")
-    parser.add_argument("--optimum-python", default="/work/venv-optimum/bin/python")
+    parser.add_argument("--parts", default="ab", help="a, b and/or c (c: --size)")
+    parser.add_argument("--size", choices=sorted(T5_SIZES), default=None, help="part (c) at this size (implies --parts c)")
+    parser.add_argument("--lengths-c", type=int, nargs="+", default=[16, 128])
+    parser.add_argument("--inputs-c", type=int, default=2)
+    parser.add_argument("--optimum-python", default="/tmp/optimum-venv/bin/python")
     parser.add_argument("--no-optimum", dest="optimum", action="store_false")
     parser.add_argument("--optimum-worker", nargs=2, metavar=("MODEL_DIR", "INPUTS_JSON"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -284,12 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                           "torch": torch.__version__}, "warmup": args.warmup, "runs": args.runs}
-    if "a" in args.parts:
+    if "a" in args.parts and args.size is None:
         result["a"] = part_a(args)
         _print_a(result["a"])
-    if "b" in args.parts:
+    if "b" in args.parts and args.size is None:
         result["b"] = part_b(args)
         _print_b(result["b"])
+    if args.size is not None:
+        result["c"] = part_c(args)
+        _print_c(result["c"])
+    if args.size is not None and args.out == RESULTS:
+        args.out = RESULTS.with_name(f"seq2seq_{args.size}.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

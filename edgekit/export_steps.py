@@ -153,6 +153,9 @@ def make_variant(exporter: Exporter, source: ModelSource, exported: Exported, pr
     info: dict[str, Any] = {"precision": precision}
     if precision == "int8":
         int8_calibration, data_name = data_feeds(calib_data, source, int8_samples, seed=1)
+        if calib_data is None and source.data.int8_calibration is None and getattr(exporter, "needs_int8_data", False):
+            raise UsageError(f"--precision int8: {source.name} has no int8 calibration data of its own and "
+                             f"{exporter.format} int8 is calibrated on real samples only: pass --calib-data FILE.npy")
         info.update(exporter.write_variant(fp32, exported.file, "int8", inputs, int8_calibration),
                     calibration=f"{len(int8_calibration)} samples of {data_name}")
     else:
@@ -225,7 +228,8 @@ def predict_on_target(exporter: Exporter, file: Path, target, precision: str,
 
     if target.name == "host":
         return [], None
-    entries, note = estimate_for_format(target, exporter.format, precision, ops=graph_stats(file).nodes,
+    stats = getattr(exporter, "graph_stats", graph_stats)  # a format whose files are not ONNX reads its own
+    entries, note = estimate_for_format(target, exporter.format, precision, ops=stats(file).nodes,
                                         runtime=exporter.record.runtime, model_sha256=sha256_file(file), unit=unit)
     return [entry.to_json() for entry in entries], note
 

@@ -25,9 +25,11 @@ from typing import Any, Callable, Mapping
 import edgekit
 from edgekit import export_steps as steps
 from edgekit.exporters.base import ExportOptions, exporter_for
+from edgekit.exporters.kits import device_step
 from edgekit.models.registry import Family, ModelRequest, families, find_family
 from edgekit.runtimes.bundle import BundleWriter, Graph, Manifest
 from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.formats import import_ref
 from edgekit.targets import resolve_target  # torch-free: re-exported for callers of the pipeline
 
 __all__ = ["ExportRequest", "OutputConfig", "SearchConfig", "ValidationConfig", "MeasureConfig", "ExportResult",
@@ -40,7 +42,7 @@ Progress = Callable[[str], None]
 class OutputConfig:
     """The file: its format and precision, how the exporter writes it, and what calibrates int8."""
 
-    format: str | None = None  # None: the first format edgekit can write that the target runs
+    format: str | None = None  # None: the target's first format edgekit can write here; "all": every one, one bundle
     precision: str | None = None  # None: fp32, or chosen by the search when a budget is set
     opset: int = 17
     dynamo: bool = False
@@ -66,6 +68,8 @@ class ValidationConfig:
     rtol: float = 1e-3
     max_accuracy_drop: float = 0.05  # --bn-data or int8/fp16 refused above this drop of held-out accuracy
     max_rel_error: float = 0.25  # ... or, without labels, above this mean relative output error
+    min_token_agreement: float = 0.99  # an LM's int8/fp16 decoder refused below this greedy token agreement with fp32
+    strict: bool = False  # --strict: refuse a model with nodes the target's unit cannot run (op coverage)
 
 
 @dataclass(frozen=True)
@@ -120,21 +124,50 @@ def toolchain_versions(fmt: str = "onnx") -> dict[str, str]:
     return versions
 
 
+def target_formats(target) -> tuple[str, ...]:
+    """The formats the target runs in its own order of preference: its units in order, each unit's
+    ``formats`` in order (rpi5's cpu lists tflite before onnx).
+
+    Example:
+        >>> target_formats(resolve_target("rpi5")), target_formats(resolve_target("host"))
+        (('tflite', 'onnx'), ('onnx', 'tflite'))
+    """
+    return tuple(dict.fromkeys(fmt for unit in target.units for fmt in unit.formats))
+
+
+def _installed(fmt: str) -> bool:
+    from edgekit.runtimes.formats import get_format, missing_modules
+
+    return not missing_modules(get_format(fmt).exporter_modules)
+
+
+def _writable_formats(target) -> list[str]:
+    """The target's formats that edgekit can write with what is installed here, best first."""
+    from edgekit.runtimes.formats import get_format
+
+    return [fmt for fmt in target_formats(target) if get_format(fmt).available and _installed(fmt)]
+
+
 def _choose_format(request: ExportRequest, target) -> str:
-    """``--format``, else the first format (in the table's order) that edgekit can write and the target runs."""
-    from edgekit.runtimes.formats import formats
+    """``--format``, else the target's first format (see :func:`target_formats`) that edgekit can write with
+    what is installed here; a named format whose exporter is not installed names its pip extra."""
+    from edgekit.runtimes.formats import formats, get_format, missing_modules
 
     fmt = request.output.format
     if fmt is not None:
         if fmt not in target.formats:
             raise UsageError(f"--format {fmt}: target {target.name} runs {sorted(target.formats)}")
+        record = get_format(fmt)
+        missing = missing_modules(record.exporter_modules) if record.available else ()
+        if missing:
+            raise UsageError(f"--format {fmt}: its exporter needs {', '.join(missing)}: pip install 'edgekit[{record.extra}]'")
         return fmt
-    for record in formats():
-        if record.available and record.name in target.formats:
-            return record.name
+    writable = _writable_formats(target)
+    if writable:
+        return writable[0]
     raise UsageError(
         f"target {target.name} runs {sorted(target.formats)}; edgekit can write "
-        f"{[f.name for f in formats() if f.available]} so far"
+        f"{[f.name for f in formats() if f.available and _installed(f.name)]} with what is installed here"
     )
 
 
@@ -206,11 +239,64 @@ def _latency(exporter, source, exported, request: ExportRequest, target, unit: s
     return latency + predicted, note
 
 
+def _family_variant(request: ExportRequest, family: Family, exporter, target, say: Progress) -> ExportResult:
+    """A precision variant of a model of several graphs: the fp32 bundle first (validated as usual), then the
+    family's hook writes and measures the variant (refusing it below the threshold), with the target's
+    prediction for the variant's timed graph."""
+
+    def predict(graph: str, file: Path) -> list[dict[str, Any]]:
+        entries, _ = steps.predict_on_target(exporter, file, target, request.precision)
+        return [{**e, "graph": graph, "what": f"the {graph} graph, its dynamic axes at 1"} for e in entries]
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-fp32-") as work:
+        fp32 = export_bundle(replace(request, out=Path(work) / "fp32", force=False,
+                                     output=replace(request.output, precision="fp32")), say)
+        say(f"making the {request.precision} variant")
+        write = import_ref(family.variant, f"family {family.name}")
+        manifest = write(fp32.path, request.out, request.precision, min_agreement=request.validation.min_token_agreement,
+                         threads=request.measure.threads, force=request.force, say=say, predict=predict)
+    return ExportResult(Path(request.out), manifest, fp32.latency_note)
+
+
+def _export_all(request: ExportRequest, target, say: Progress) -> ExportResult:
+    """``--format all``: the model exported (and validated, timed) in every format the target runs that edgekit
+    can write here, into one bundle: the first format is the manifest's own, the others go to ``formats``."""
+    import shutil
+
+    fmts = _writable_formats(target)
+    if not fmts:
+        _choose_format(replace(request, output=replace(request.output, format=None)), target)  # raises, naming why
+    if request.search.budget_ms is not None:
+        raise UsageError("--format all exports every format at one --precision; --budget-ms selects one format")
+    with tempfile.TemporaryDirectory(prefix="edgekit-all-") as work:
+        results = []
+        for fmt in fmts:
+            say(f"--format all: {fmt} ({len(results) + 1} of {len(fmts)})")
+            results.append(export_bundle(replace(request, out=Path(work) / fmt, force=False,
+                                                 output=replace(request.output, format=fmt)), say))
+        first, others = results[0], results[1:]
+        with BundleWriter(request.out, force=request.force) as stage:
+            shutil.copytree(first.path, stage.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("manifest.json"))
+            formats: dict[str, Any] = {}
+            for result in others:
+                m = result.manifest
+                for graph in m.graphs.values():
+                    shutil.copyfile(result.path / graph.file, stage.path / graph.file)
+                formats[m.format] = {"graphs": dict(m.graphs), "precision": m.precision, "validation": dict(m.validation),
+                                     "latency": [dict(e) for e in m.latency], "toolchain": dict(m.toolchain),
+                                     "provenance": dict(m.provenance)}
+            say("writing bundle")
+            manifest = stage.commit(replace(first.manifest, files={}, formats=formats))
+    return ExportResult(Path(request.out), manifest, first.latency_note)
+
+
 def export_bundle(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
     """Run the whole chain and return the written bundle; nothing is written unless validation passes."""
     say = progress or (lambda message: None)
     BundleWriter(request.out, force=request.force).check_destination()  # refuse a non-bundle --out before any work
     target = resolve_target(request.target, request.target_file)
+    if request.output.format == "all":
+        return _export_all(request, target, say)
     family = find_family(request.model.ref)
     search: dict[str, Any] | None = None
     if request.search.budget_ms is not None:
@@ -220,6 +306,8 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
     fmt = _choose_format(request, target)
     exporter = exporter_for(fmt, request.precision)
     _check_family_options(request, family)
+    if family.variant is not None and request.precision != "fp32":
+        return _family_variant(request, family, exporter, target, say)
     say(f"loading model {request.model.ref or 'default'}")
     source = family.load(request.model)
     if not source.single_graph and request.precision != "fp32":
@@ -258,6 +346,12 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
                                          search["best"]["unit"] if search else None, say)
         if search:
             extra["search"] = _search_record(search, latency)
+        coverage, kits = device_step(  # op coverage of the unit that runs it (--strict fails), and device build kits
+            target, fmt, request.precision, {name: e.file for name, e in exported.items()},
+            {name: e.artifact.inputs for name, e in exported.items()}, source.graph.trials[0] if source.single_graph else {},
+            stage.path, unit=search["best"]["unit"] if search else request.search.unit, strict=check.strict, say=say)
+        validation.update({"op_coverage": coverage} if coverage else {})
+        extra.update({"kits": kits} if kits else {})
         provenance = {**source.provenance, **next(iter(exported.values())).artifact.provenance}
         manifest = Manifest(
             target=target.name,

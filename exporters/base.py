@@ -10,10 +10,8 @@ Example:
     >>> exporter = exporter_for("onnx", "int8")
     >>> type(exporter).__name__, exporter.format, isinstance(exporter, Exporter)
     ('OnnxExporter', 'onnx', True)
-    >>> check_format("tflite", "fp32")
-    Traceback (most recent call last):
-    ...
-    edgekit.runtimes.errors.UsageError: --format tflite: edgekit cannot write it yet (planned: litert-torch conversion); available: ['onnx']
+    >>> check_format("tflite", "int8").suffix
+    '.tflite'
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from .errors import (
     UsageError,
 )
 from .formats import Format, get_format, register_format, unregister_format
-from .loading import backend_class, format_for_file, load_graph
+from .loading import backend_class, format_for_file, load_graph, select_format
 from .session import Session
 from .spec import TensorSpec
 
@@ -56,11 +56,13 @@ _TASK_LOADERS: dict[str, tuple[str, str]] = {
 }
 
 
-def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
+def load(path: str | Path, *, verify: bool = True, format: str | None = None, **options: Any) -> Session:
     """Load a bundle directory or a bare model file (``.onnx``, or another registered format's suffix)
     and return a ready Session.
 
-    ``options`` go to the backend (for onnxruntime: ``threads``, ``optimization``, ``providers``).
+    ``options`` go to the backend (for onnxruntime: ``threads``, ``optimization``, ``providers``; for LiteRT:
+    ``threads``, ``xnnpack``). A bundle of several formats (``--format all``) opens ``format``, else the first
+    of its formats whose runtime is installed here.
     A bundle's files are checked against their sha256, and a file it does not list is refused, unless
     ``verify=False``; paths that leave the bundle (absolute, ``..``, symbolic links) are always refused.
 
@@ -72,7 +74,7 @@ def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
     """
     path = Path(path)
     if path.is_dir():
-        bundle = read_bundle(path, verify=verify)
+        bundle = select_format(read_bundle(path, verify=verify), format)
         if bundle.manifest.task in _TASK_LOADERS:
             import importlib
 
@@ -81,7 +83,7 @@ def load(path: str | Path, *, verify: bool = True, **options: Any) -> Session:
         return load_graph(bundle, **options)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or bundle directory")
-    return load_file(path, **options)
+    return load_file(path, format, **options)
 
 
 def load_file(path: str | Path, fmt: str | None = None, **options: Any) -> Session:

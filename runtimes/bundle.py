@@ -1,8 +1,10 @@
 """The bundle: one directory a device app ships, ``manifest.json`` plus the model files.
 
 The manifest lists every file with its sha256; :func:`read_bundle` verifies them. :class:`BundleWriter`
-stages everything in a temporary sibling directory and swaps it into place only when complete, so an
-interrupted export leaves no half-written bundle and never damages an existing one.
+stages everything in a temporary sibling directory and swaps it into place only when complete
+(runtimes/swap.py: one atomic exchange, so ``out`` holds the old or the new bundle at every instant a
+kill can hit), under a lock per ``out`` (a second concurrent writer is refused); leftovers of a killed
+export are removed (or an old bundle put back) by the next writer.
 
 A bundle stays inside itself: every path in a manifest is a relative POSIX name inside the directory
 (no ``..``, no absolute path, no backslash or drive), symbolic links are refused, and a file in the
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import BundleError
+from .swap import STAGING_SUFFIX, OutLock, recover, remove_tree, swap_in
 from .spec import TensorSpec, specs_from_json, specs_to_json
 
 __all__ = [
@@ -148,6 +151,8 @@ def opened_files(manifest: "Manifest") -> dict[str, Any]:
         {'graphs.model.file': 'model.onnx', 'extra.tokenizer.files[0]': 't.json'}
     """
     fields: dict[str, Any] = {f"graphs.{name}.file": graph.file for name, graph in manifest.graphs.items()}
+    fields.update({f"formats.{fmt}.graphs.{name}.file": graph.file
+                   for fmt, entry in manifest.formats.items() for name, graph in entry["graphs"].items()})
     tokenizer = manifest.extra.get("tokenizer") if isinstance(manifest.extra, Mapping) else None
     files = tokenizer.get("files", []) if isinstance(tokenizer, Mapping) else []
     fields.update({f"extra.tokenizer.files[{i}]": name for i, name in enumerate(files if isinstance(files, list) else [files])})
@@ -287,6 +292,25 @@ class Manifest:
     files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     example_sizes: Mapping[str, int] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # --format all: the same model in other formats, format -> {"graphs": {name: Graph}, "precision", "validation",
+    # "latency", "toolchain", "provenance"}; ``format`` / ``graphs`` above are the first one (see for_format)
+    formats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def format_names(self) -> tuple[str, ...]:
+        """Every format this bundle holds, its main one first."""
+        return (self.format, *self.formats)
+
+    def for_format(self, fmt: str) -> "Manifest":
+        """This manifest as seen by a session of format ``fmt`` (its graphs, precision, validation, latency)."""
+        if fmt == self.format:
+            return self
+        if fmt not in self.formats:
+            raise BundleError(f"bundle has no {fmt!r} model; it has {list(self.format_names)}")
+        entry = self.formats[fmt]
+        return replace(self, format=fmt, graphs=entry["graphs"], precision=str(entry.get("precision", self.precision)),
+                       validation=entry.get("validation", {}), latency=tuple(entry.get("latency", ())),
+                       toolchain=entry.get("toolchain", {}), provenance=entry.get("provenance", {}), formats={})
 
     def graph(self, name: str = "model") -> Graph:
         if name not in self.graphs:
@@ -310,6 +334,8 @@ class Manifest:
             "toolchain": dict(self.toolchain),
             "extra": dict(self.extra),
             "example_sizes": dict(self.example_sizes),
+            **({"formats": {fmt: {**entry, "graphs": {n: g.to_json() for n, g in entry["graphs"].items()}}
+                            for fmt, entry in self.formats.items()}} if self.formats else {}),
         }
 
     @classmethod
@@ -326,6 +352,12 @@ class Manifest:
             raise BundleError(f"{where}: field 'graphs' must be a non-empty object")
         if not isinstance(data["files"], dict):
             raise BundleError(f"{where}: field 'files' must be an object")
+        for key in ("provenance", "validation", "toolchain", "extra"):
+            if not isinstance(data.get(key, {}), dict):
+                raise BundleError(f"{where}: field {key!r} must be an object")
+        latency = data.get("latency", [])
+        if not isinstance(latency, list) or not all(isinstance(item, dict) for item in latency):
+            raise BundleError(f"{where}: field 'latency' must be a list of objects")
         graphs = {name: Graph.from_json(g, f"{where}: graphs.{name}") for name, g in data["graphs"].items()}
         manifest = cls(
             target=str(data["target"]),
@@ -343,9 +375,19 @@ class Manifest:
             files=data["files"],
             example_sizes=_example_sizes(data.get("example_sizes", {}), where),
             schema_version=version,
+            formats=_other_formats(data.get("formats", {}), where),
         )
         _check_names(manifest, where)
         return manifest
+
+
+def _other_formats(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(e, dict) and isinstance(e.get("graphs"), dict) and e["graphs"]
+                                              for e in value.values()):
+        raise BundleError(f"{where}: field 'formats' must map format names to objects with non-empty 'graphs'")
+    return {str(fmt): {**entry, "graphs": {name: Graph.from_json(g, f"{where}: formats.{fmt}.graphs.{name}")
+                                           for name, g in entry["graphs"].items()}}
+            for fmt, entry in value.items()}
 
 
 def _example_sizes(value: Any, where: str) -> dict[str, int]:
@@ -408,7 +450,8 @@ class BundleWriter:
     """Stage a bundle in a temporary sibling directory; ``commit`` hashes files and swaps it in.
 
     Leaving the ``with`` block without ``commit`` (an error, Ctrl-C) removes the staging directory
-    and leaves any existing bundle at ``out`` untouched. ``out`` may already be an edgekit bundle or an
+    and leaves any existing bundle at ``out`` untouched. Entering takes the lock on ``out`` (another
+    process writing it: BundleError) and cleans what killed exports left beside it. ``out`` may already be an edgekit bundle or an
     empty directory; anything else is refused on entering the block (before any work), unless
     ``force`` is true. The current directory and its parents are refused even then, unless a bundle.
     """
@@ -418,6 +461,7 @@ class BundleWriter:
         self.force = force
         self._dest = Path(os.path.abspath(self.out))  # "." and ".." have no name to stage beside
         self.path: Path | None = None
+        self._lock: OutLock | None = None
         self.committed: Manifest | None = None
 
     def __enter__(self) -> "BundleWriter":
@@ -425,11 +469,18 @@ class BundleWriter:
         parent = self._dest.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
+            self._lock = OutLock.acquire(self._dest, str(self.out))
+            recover(self._dest)  # leftovers of an earlier export killed mid-way (we hold the lock)
+            self.check_destination()  # recovery may have put an old bundle back
             import tempfile
 
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self._dest.name}.", suffix=".staging", dir=parent))
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self._dest.name}.", suffix=STAGING_SUFFIX, dir=parent))
         except OSError as exc:
+            self._release()
             raise BundleError(f"{self.out}: cannot write the output directory ({exc.strerror})") from exc
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def check_destination(self) -> None:
@@ -492,28 +543,23 @@ class BundleWriter:
         return manifest
 
     def _swap_in(self) -> None:
-        """Move the staged bundle to ``out``; what was there goes aside first and is then removed."""
+        """Put the staged bundle at ``out`` so that ``out`` always holds a complete bundle (see swap_in)."""
         assert self.path is not None
-        dest = self._dest
-        backup = None
-        if dest.is_symlink() or dest.exists():
-            backup = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, backup)
-        os.replace(self.path, dest)
-        self.path = None
-        if backup is not None and backup.is_symlink():
-            backup.unlink()
-        elif backup is not None:
-            import shutil
+        staged, self.path = self.path, None
+        swap_in(staged, self._dest)
 
-            shutil.rmtree(backup, ignore_errors=True)
+    def _release(self) -> None:
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     def _cleanup(self) -> None:
         if self.path is not None:
-            import shutil
-
-            shutil.rmtree(self.path, ignore_errors=True)
+            remove_tree(self.path)
             self.path = None
 
     def __exit__(self, *exc_info) -> None:
-        self._cleanup()
+        try:
+            self._cleanup()
+        finally:
+            self._release()

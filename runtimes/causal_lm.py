@@ -57,6 +57,10 @@ class _CausalStepper:
         self.mask = self.mask[index]
         self.past = {k: v[index] for k, v in self.past.items()}
 
+    def truncate(self, length: int) -> None:
+        self.mask = self.mask[:, :length]
+        self.past = {k: v[:, :, :length] for k, v in self.past.items()}
+
 
 class CausalLMSession(LMSession):
     """A decoder-only bundle. ``run`` gives the prompt's logits; ``generate`` decodes."""

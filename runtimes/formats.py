@@ -13,7 +13,7 @@ Example:
     >>> format_for_suffix(".ONNX").name
     'onnx'
     >>> get_format("tensorrt").status
-    'planned: engine built on the device; TensorRT cannot be installed here'
+    "planned: engine built on the device from the bundle's ONNX by its build kit; TensorRT cannot be installed here"
     >>> RUNTIME_FORMATS["qnn"]
     ('onnx', 'tflite')
 """
@@ -69,6 +69,7 @@ class Format:
     other_runtimes: tuple[str, ...] = ()
     runtime_modules: tuple[str, ...] = ()
     exporter_modules: tuple[str, ...] = ()
+    extra: str = "export"  # the pip extra that installs exporter_modules: pip install 'edgekit[EXTRA]'
 
     def __post_init__(self) -> None:
         for field_name in ("precisions", "other_runtimes", "runtime_modules", "exporter_modules"):
@@ -103,6 +104,8 @@ class Format:
 
 
 _ONNX_NOTE = "TorchScript exporter (opset 17) or torch.export (--dynamo); int8 static QDQ and fp16 via onnxruntime"
+_TFLITE_NOTE = ("litert-torch (torch.export, no TensorFlow), NCHW I/O, static shapes; fp16 weights and full int8 "
+                "via ai-edge-quantizer; runs in ai-edge-litert")
 
 _FORMATS: dict[str, Format] = {
     f.name: f
@@ -111,10 +114,12 @@ _FORMATS: dict[str, Format] = {
                exporter="edgekit.exporters.onnx:OnnxExporter", precisions=("fp32", "fp16", "int8"),
                reason=_ONNX_NOTE, other_runtimes=("qnn",), runtime_modules=("onnxruntime",),
                exporter_modules=("torch", "onnx", "onnxruntime")),
-        Format("tflite", ".tflite", "litert", reason="litert-torch conversion",
-               other_runtimes=("qnn", "edgetpu"), runtime_modules=("ai_edge_litert",),
-               exporter_modules=("torch", "litert_torch")),
-        Format("tensorrt", ".engine", "tensorrt", reason="engine built on the device; TensorRT cannot be installed here",
+        Format("tflite", ".tflite", "litert", backend="edgekit.runtimes.litert:LiteRtSession",
+               exporter="edgekit.exporters.tflite:TfliteExporter", precisions=("fp32", "fp16", "int8"),
+               reason=_TFLITE_NOTE, other_runtimes=("qnn", "edgetpu"), runtime_modules=("ai_edge_litert",),
+               exporter_modules=("torch", "litert_torch", "ai_edge_quantizer", "ai_edge_litert"), extra="tflite"),
+        Format("tensorrt", ".engine", "tensorrt", backend="edgekit.runtimes.tensorrt:TensorRTSession",
+               reason="engine built on the device from the bundle's ONNX by its build kit; TensorRT cannot be installed here",
                runtime_modules=("tensorrt",)),
     )
 }

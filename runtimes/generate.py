@@ -29,7 +29,8 @@ import numpy as np
 
 from .errors import UsageError
 
-__all__ = ["GenerationConfig", "Stepper", "generate_tokens", "greedy_or_sample", "beam_search", "log_softmax"]
+__all__ = ["GenerationConfig", "Stepper", "DraftStepper", "DraftStats", "generate_tokens", "greedy_or_sample",
+           "beam_search", "greedy_with_input_draft", "draft_from_input", "log_softmax"]
 
 TokenCallback = Callable[[np.ndarray], None]
 _NEG_INF = np.float32(-np.inf)
@@ -46,6 +47,34 @@ class Stepper(Protocol):
 
     def reorder(self, index: np.ndarray) -> None:
         """Keep cache row ``index[j]`` as row j (beam search)."""
+
+
+class DraftStepper(Stepper, Protocol):
+    """A stepper that can also verify a block of draft tokens: every position's logits, and a cache roll-back."""
+
+    last_logits: np.ndarray  # [rows, new, vocab] of the last step
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` cached positions (drop rejected draft tokens)."""
+
+
+@dataclass(frozen=True)
+class DraftStats:
+    """What input-guided drafting did in one ``generate``: tokens drafted and accepted, decoder calls, new tokens."""
+
+    drafted: int
+    accepted: int
+    decoder_calls: int
+    new_tokens: int
+
+    @property
+    def accept_rate(self) -> float:
+        """Accepted / drafted draft tokens (0 when nothing was drafted)."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    def to_json(self) -> dict:
+        return {"drafted": self.drafted, "accepted": self.accepted, "accept_rate": round(self.accept_rate, 4),
+                "decoder_calls": self.decoder_calls, "new_tokens": self.new_tokens}
 
 
 @dataclass(frozen=True)
@@ -287,6 +316,101 @@ def beam_search(
     for position in range(streamed, result.shape[1]) if on_token is not None else ():
         on_token(result[:, position].copy())
     return result
+
+
+def _continuation(source: Sequence[int], context: Sequence[int], max_match: int, after: int) -> int | None:
+    """Where in ``source`` the tokens after the longest matched suffix of ``context`` start (None: no match)."""
+    if not context:
+        return 0
+    for length in range(min(max_match, len(context)), 0, -1):
+        pattern = list(context[-length:])
+        starts = [i + length for i in range(len(source) - length) if list(source[i : i + length]) == pattern]
+        if starts:
+            return next((i for i in starts if i >= after), starts[0])
+    return None
+
+
+def draft_from_input(source: Sequence[int], context: Sequence[int], n: int, max_match: int = 8,
+                     after: int = 0) -> list[int]:
+    """Up to ``n`` tokens of ``source`` that follow the longest suffix of ``context`` (at most ``max_match``
+    tokens) found in it; the first match continuing at or after ``after`` wins, else the first. An empty
+    context drafts the source's start; no match drafts nothing.
+
+    Example:
+        >>> draft_from_input([5, 6, 7, 8, 9], [1, 6, 7], 2)
+        [8, 9]
+        >>> draft_from_input([5, 6, 7], [], 2), draft_from_input([5, 6, 7], [4], 2)
+        ([5, 6], [])
+    """
+    start = _continuation(source, context, max_match, after)
+    return [] if start is None else list(source[start : start + n])
+
+
+def greedy_with_input_draft(
+    stepper: DraftStepper, prompt: np.ndarray, cfg: GenerationConfig, source: Sequence[int], draft_tokens: int,
+    context_from: int, on_token: TokenCallback | None = None,
+) -> tuple[np.ndarray, DraftStats]:
+    """Greedy decoding of one row with input-guided aggressive decoding: after each chosen token, draft up to
+    ``draft_tokens`` tokens copied from ``source`` (:func:`draft_from_input` over the sequence from
+    ``context_from`` on), feed the chosen token and the draft in one decoder call, keep the draft's prefix that
+    greedy would have chosen (every position's logits are checked), and roll the cache back to it. The tokens
+    are greedy's; only the number of decoder calls changes.
+    """
+    assert prompt.shape[0] == 1 and not cfg.do_sample and cfg.num_beams == 1, "greedy, one row"
+    sequence = [int(t) for t in np.asarray(prompt)[0]]
+    prompt_len = len(sequence)
+    max_length = prompt_len + cfg.max_new_tokens
+    eos = set(cfg.eos_token_id)
+    drafted = accepted = calls = 0
+    after = 0
+
+    def choose(logits: np.ndarray) -> int:
+        return int(_process(logits[None].astype(np.float32, copy=True), len(sequence), max_length, prompt_len,
+                            cfg)[0].argmax())
+
+    def emit(token: int) -> bool:
+        """Append ``token``; True when generation ends with it."""
+        sequence.append(token)
+        if on_token is not None:
+            on_token(np.array([token], np.int64))
+        return token in eos or len(sequence) >= max_length
+
+    logits = stepper.step(np.asarray(prompt, np.int64))[0]
+    calls += 1
+    fed = prompt_len
+    while True:
+        token = choose(logits)
+        if emit(token):
+            break
+        room = max_length - len(sequence)  # tokens still allowed after this one
+        start = _continuation(source, sequence[context_from:], 8, after)
+        draft = [] if start is None else [int(t) for t in source[start : start + min(draft_tokens, room)]]
+        block = np.array([[token, *draft]], np.int64)
+        step_logits = stepper.step(block)
+        calls += 1
+        fed += block.shape[1]
+        drafted += len(draft)
+        if not draft:
+            logits = step_logits[0]
+            continue
+        block_logits = stepper.last_logits[0]
+        kept, done = 0, False
+        for j, guess in enumerate(draft):
+            if choose(block_logits[j]) != guess:
+                break
+            kept += 1
+            if emit(guess):
+                done = True
+                break
+        accepted += kept
+        if done:
+            break
+        after = start + kept  # the next match is looked for from where this copy stopped
+        stepper.truncate(fed - (len(draft) - kept))
+        fed -= len(draft) - kept
+        logits = block_logits[kept]
+    stats = DraftStats(drafted, accepted, calls, len(sequence) - prompt_len)
+    return np.array([sequence], np.int64), stats
 
 
 def generate_tokens(

@@ -87,6 +87,7 @@ class OrtSession(Session):
         self.threads = threads
         file_inputs = tuple(_spec_from_ort(a, str(path)) for a in self._session.get_inputs())
         file_outputs = tuple(_spec_from_ort(a, str(path)) for a in self._session.get_outputs())
+        self.file_inputs, self.file_outputs = file_inputs, file_outputs  # what the file declares (load cross-checks)
         super().__init__(inputs or file_inputs, outputs or file_outputs)
         self._output_names = [spec.name for spec in self.outputs]
 

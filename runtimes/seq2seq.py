@@ -19,7 +19,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import BundleError, InputMismatchError, UsageError
-from .generate import GenerationConfig, generate_tokens
+from .generate import DraftStats, GenerationConfig, generate_tokens, greedy_with_input_draft
 from .loading import load_graph
 from .session import Session
 from .spec import TensorSpec
@@ -113,6 +113,7 @@ class LMSession(Session):
         self.vocab_size = int(self.model_info["vocab_size"])
         self.max_source_length = int(self.model_info["max_source_length"])
         self._tokenizer = None
+        self.last_draft_stats: DraftStats | None = None  # what draft="input" did in the last generate()
 
     @property
     def tokenizer(self):
@@ -188,6 +189,8 @@ class LMSession(Session):
         length_penalty: float | None = None,
         early_stopping: bool | str | None = None,
         on_token: Callable[[np.ndarray], None] | None = None,
+        draft: str | None = None,
+        draft_tokens: int = 8,
     ) -> np.ndarray | str | list[str]:
         """Generate token ids, laid out as Hugging Face ``generate()`` returns them; or text from ``text``.
 
@@ -198,6 +201,11 @@ class LMSession(Session):
         ``text`` (a string or a list of strings, instead of ``input_ids``) is encoded with the bundle's
         tokenizer, and the new tokens come back decoded: a string, or a list of strings, as ``edgekit
         generate --text`` prints them.
+
+        ``draft="input"`` (greedy only): input-guided aggressive decoding. Up to ``draft_tokens`` tokens copied
+        from the input after the longest suffix match are verified in one decoder call and the agreed prefix
+        is kept, so the tokens are plain greedy's in fewer decoder calls; ``last_draft_stats`` then holds the
+        drafted / accepted counts (rows are decoded one at a time).
 
         Example:
             >>> import edgekit.runtimes as rt                                        # doctest: +SKIP
@@ -214,12 +222,49 @@ class LMSession(Session):
             early_stopping=early_stopping,
         )
         ids, mask = self.prepare(input_ids, attention_mask)
-        stepper, prompt = self._stepper(ids, mask, cfg)
-        sequences = generate_tokens(stepper, prompt, cfg, on_token)
+        if draft is None:
+            stepper, prompt = self._stepper(ids, mask, cfg)
+            sequences = generate_tokens(stepper, prompt, cfg, on_token)
+        else:
+            self._check_draft(draft, draft_tokens, cfg, ids.shape[0], on_token)
+            sequences = self._draft_generate(ids, mask, cfg, draft_tokens, on_token)
         if text is None:
             return sequences
         decoded = self.decode(sequences, input_ids)
         return decoded[0] if isinstance(text, str) else decoded
+
+    def _check_draft(self, draft: str, draft_tokens: int, cfg: GenerationConfig, rows: int, on_token) -> None:
+        if draft != "input":
+            raise UsageError(f"draft: expected 'input' (drafts copied from the input), got {draft!r}")
+        if cfg.do_sample or cfg.num_beams > 1:
+            raise UsageError("draft='input' verifies greedy tokens only: drop do_sample / num_beams > 1")
+        if not isinstance(draft_tokens, (int, np.integer)) or not 1 <= draft_tokens <= self.max_source_length:
+            raise UsageError(f"draft_tokens must be an integer in 1..{self.max_source_length} (the model's max "
+                             f"length), got {draft_tokens!r}")
+        if on_token is not None and rows != 1:
+            raise UsageError("draft='input' streams (on_token) a single input only")
+
+    def _draft_generate(self, ids: np.ndarray, mask: np.ndarray, cfg: GenerationConfig, draft_tokens: int,
+                        on_token) -> np.ndarray:
+        """Each row alone with input-guided drafting, laid out as the batched greedy output."""
+        rows, total = [], DraftStats(0, 0, 0, 0)
+        for row_ids, row_mask in zip(ids, mask):
+            keep = row_mask.astype(bool)
+            one_ids, one_mask = row_ids[keep][None], row_mask[keep][None]
+            stepper, prompt = self._stepper(one_ids, one_mask, cfg)
+            context_from = 0 if self.left_pad else 1  # causal LM: the whole text; seq2seq: after the start token
+            out, stats = greedy_with_input_draft(stepper, prompt, cfg, one_ids[0].tolist(), draft_tokens, context_from,
+                                                 on_token)
+            new = out[0, prompt.shape[1]:]
+            head = np.concatenate((row_ids[~keep], prompt[0])) if self.left_pad else prompt[0]
+            rows.append(np.concatenate((head, new)))
+            total = DraftStats(*(a + b for a, b in zip(
+                (total.drafted, total.accepted, total.decoder_calls, total.new_tokens),
+                (stats.drafted, stats.accepted, stats.decoder_calls, stats.new_tokens))))
+        self.last_draft_stats = total
+        length = max(len(r) for r in rows)
+        pad = int(cfg.pad_token_id)
+        return np.stack([np.concatenate((r, np.full(length - len(r), pad, np.int64))) for r in rows]).astype(np.int64)
 
     def _stepper(self, ids: np.ndarray, mask: np.ndarray, cfg: GenerationConfig):
         raise NotImplementedError
@@ -255,6 +300,9 @@ class _Seq2SeqStepper:
 
     def reorder(self, index: np.ndarray) -> None:
         self.past = {k: v[index] for k, v in self.past.items()}
+
+    def truncate(self, length: int) -> None:
+        self.past = {k: v[:, :, :length] for k, v in self.past.items()}
 
 
 class Seq2SeqSession(LMSession):

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import BundleError, InputMismatchError
+from .limits import check_array_bytes
 
 __all__ = ["Dim", "TensorSpec", "check_inputs", "random_inputs", "specs_from_json", "specs_to_json"]
 
@@ -85,6 +86,8 @@ class TensorSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "spec") -> "TensorSpec":
+        if not isinstance(data, Mapping):
+            raise BundleError(f"{where}: invalid tensor spec {data!r} (expected an object with 'name', 'shape', 'dtype')")
         try:
             return cls(str(data["name"]), tuple(data["shape"]), str(data.get("dtype", "float32")))
         except (KeyError, TypeError, ValueError) as exc:
@@ -141,6 +144,7 @@ def random_inputs(
     feeds = {}
     for spec in specs:
         shape = spec.concrete(sizes)
+        check_array_bytes(shape, spec.dtype, f"input {spec.name!r}")  # before allocating it
         if spec.dtype.startswith("float"):
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         elif spec.dtype == "bool":

@@ -9,7 +9,14 @@ models run one at a time (a lock), so two measurements never compete for the CPU
   the answer is :meth:`ProfileResult.to_json` under ``"profile"``.
 
 Every answer is a JSON object with ``"agent": "edgekit"`` and ``"api": 1``; errors carry ``"error"``
-(401 bad token, 404 unknown path, 400 bad parameter or model, 411 no Content-Length, 413 too large).
+(401 bad token, 404 unknown path, 400 bad parameter or model, 408 request not received in time, 411 no
+Content-Length, 413 too large, 503 too many connections).
+
+A connection cannot be held open: receiving a request (headers and body) has one deadline of
+``timeout_s`` in all, however slowly the bytes come; at most ``max_connections`` are served at once
+and the next ones get 503 at once; the listen backlog holds 128; a client that hangs up is logged in
+one line, never a traceback. The token comes from ``--token-file`` or ``EDGEKIT_AGENT_TOKEN``
+(:func:`read_token`); ``--token`` still works but shows in ``ps``.
 
 Example:
     >>> server = make_server("127.0.0.1", 0, token="s3cret", log=False)
@@ -35,13 +42,16 @@ from urllib.parse import parse_qs, urlsplit
 from edgekit.runtimes.errors import EdgekitError, UsageError
 from edgekit.runtimes.formats import FORMAT_NAMES, find_format, get_format
 
-__all__ = ["API_VERSION", "DEFAULT_PORT", "AgentServer", "make_server", "serve", "is_loopback"]
+__all__ = ["API_VERSION", "DEFAULT_PORT", "MAX_CONNECTIONS", "AgentServer", "make_server", "serve", "is_loopback"]
 
 API_VERSION = 1
 DEFAULT_PORT = 8765
 LIMITS = {"threads": (1, 256), "warmup": (0, 1000), "runs": (1, 10_000)}  # bounded work per request
 _DRAIN_BYTES = 4 << 20  # after an early answer, read at most this much of an unread body, so the client sees it
 _DRAIN_SECONDS = 2.0
+MAX_CONNECTIONS = 32  # served at once; more get 503 (each holds a thread and maybe an upload)
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s")
 
 
 def is_loopback(host: str) -> bool:
@@ -64,16 +74,53 @@ class AgentServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # listen backlog (socketserver's default of 5 drops bursts)
 
-    def __init__(self, address: tuple[str, int], *, token: str, max_body_bytes: int, timeout_s: float, log: bool) -> None:
+    def __init__(self, address: tuple[str, int], *, token: str, max_body_bytes: int, timeout_s: float, log: bool,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.token = token.encode("utf-8")
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
         self.log = log
         self.run_lock = threading.Lock()
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address) -> None:
+        """Serve on a thread while a slot is free; else answer 503 at once and close."""
+        if not self._slots.acquire(blocking=False):
+            body = json.dumps({"agent": "edgekit", "api": API_VERSION,
+                               "error": f"busy: {self.max_connections} connections are being served; retry later"}).encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY % (len(body), body))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up or timed out is one log line, not a traceback; anything else as usual."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            if self.log:
+                sys.stderr.write(f"edgekit agent: {client_address[0]} disconnected ({type(exc).__name__})\n")
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -89,6 +136,7 @@ def make_server(
     max_body_mb: float = 256,
     timeout_s: float = 60.0,
     log: bool = True,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> AgentServer:
     """Bind the agent (port 0: any free port, read it from ``server.url``); call ``serve_forever()`` on it.
 
@@ -96,19 +144,22 @@ def make_server(
         >>> make_server(token="")
         Traceback (most recent call last):
         ...
-        edgekit.runtimes.errors.UsageError: the agent needs a non-empty token (--token or EDGEKIT_AGENT_TOKEN)
+        edgekit.runtimes.errors.UsageError: the agent needs a non-empty token (--token-file or EDGEKIT_AGENT_TOKEN)
     """
     if not isinstance(token, str) or not token.strip():
-        raise UsageError("the agent needs a non-empty token (--token or EDGEKIT_AGENT_TOKEN)")
+        raise UsageError("the agent needs a non-empty token (--token-file or EDGEKIT_AGENT_TOKEN)")
     if not max_body_mb > 0:
         raise UsageError(f"--max-body-mb must be > 0, got {max_body_mb}")
     if not timeout_s > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {timeout_s}")
+    if not 1 <= max_connections <= 4096:
+        raise UsageError(f"--max-connections must be in 1..4096, got {max_connections}")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be in 0..65535, got {port}")
     try:
         server = AgentServer(
-            (host, port), token=token, max_body_bytes=int(max_body_mb * (1 << 20)), timeout_s=timeout_s, log=log
+            (host, port), token=token, max_body_bytes=int(max_body_mb * (1 << 20)), timeout_s=timeout_s, log=log,
+            max_connections=max_connections,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
@@ -128,6 +179,7 @@ def serve(
     token: str,
     max_body_mb: float = 256,
     timeout_s: float = 60.0,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> None:
     """Run the agent until Ctrl-C.
 
@@ -135,7 +187,7 @@ def serve(
         >>> serve(token="s3cret")   # doctest: +SKIP
         edgekit agent listening on http://127.0.0.1:8765 ...
     """
-    server = make_server(host, port, token=token, max_body_mb=max_body_mb, timeout_s=timeout_s)
+    server = make_server(host, port, token=token, max_body_mb=max_body_mb, timeout_s=timeout_s, max_connections=max_connections)
     print(f"edgekit agent listening on {server.url} (models run one at a time; Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
@@ -150,9 +202,33 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "edgekit-agent"
 
     def setup(self) -> None:
-        self.timeout = self.server.timeout_s  # per-request socket timeout (StreamRequestHandler applies it)
+        self.timeout = self.server.timeout_s  # per-read socket timeout (StreamRequestHandler applies it)
         self._unread = 0
+        self._expired = False
+        # ... and one deadline for receiving the whole request, however slowly its bytes trickle in
+        self._deadline = threading.Timer(self.server.timeout_s, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
         super().setup()
+
+    def _expire(self) -> None:
+        self._expired = True
+        try:
+            self.connection.shutdown(socket.SHUT_RD)  # wakes a blocked read with end-of-file; answering still works
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        try:
+            super().finish()
+        except OSError:  # the client is gone: nothing to flush to
+            pass
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if self._expired and not getattr(self, "_answered", False) and self.server.log:
+            sys.stderr.write(f"edgekit agent: {self.address_string()} request not received within {self.server.timeout_s:g} s; closed\n")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
         if self.server.log:
@@ -161,6 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- responses ---------------------------------------------------------------------------
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         body = json.dumps({"agent": "edgekit", "api": API_VERSION, **payload}).encode("utf-8")
+        self._answered = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -248,6 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             model = Path(tmp) / f"model{suffix}"
             try:
                 self._receive(model)
+                self._deadline.cancel()  # received in time: the measurement itself may take longer
             except TimeoutError:
                 self._error(408, f"the upload stalled for more than {self.server.timeout_s:g} s")
                 return
@@ -263,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
             while self._unread > 0:
                 chunk = self.rfile.read(min(self._unread, 1 << 20))
                 if not chunk:
+                    if self._expired:
+                        raise TimeoutError
                     raise ValueError(f"the body ended after {expected - self._unread} of {expected} bytes")
                 handle.write(chunk)
                 self._unread -= len(chunk)

@@ -22,18 +22,58 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from edgekit.runtimes.errors import EdgekitError
+from edgekit.runtimes.errors import EdgekitError, UsageError
 from edgekit.runtimes.formats import format_for_suffix, formats
 
 from .profile import ProfileResult
 
-__all__ = ["AgentError", "AgentClient"]
+__all__ = ["AgentError", "AgentClient", "TOKEN_ENV", "read_token"]
+
+TOKEN_ENV = "EDGEKIT_AGENT_TOKEN"
+MAX_TOKEN_FILE_BYTES = 4096
 
 
 class AgentError(EdgekitError):
     """The profiling agent cannot be reached, refused the request, or answered something unusable."""
+
+
+def read_token(token: str | None, token_file: str | Path | None, env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """The agent token from ``--token-file``, else ``$EDGEKIT_AGENT_TOKEN``, else ``--token``, and a warning
+    (or None): a token on the command line shows in ``ps``, a token file others can read is exposed.
+
+    Example:
+        >>> read_token("s3cret", None, env={})
+        ('s3cret', 'warning: --token is visible to every user of this machine in ps; use --token-file PATH or EDGEKIT_AGENT_TOKEN instead')
+        >>> read_token(None, None, env={"EDGEKIT_AGENT_TOKEN": "s3cret"})
+        ('s3cret', None)
+    """
+    import os
+
+    env = os.environ if env is None else env
+    if token_file is not None and token is not None:
+        raise UsageError("give the agent token once: --token-file or --token, not both")
+    if token_file is not None:
+        path = Path(token_file).expanduser()
+        try:
+            info = path.stat()
+            if info.st_size > MAX_TOKEN_FILE_BYTES:
+                raise UsageError(f"--token-file {path}: {info.st_size} bytes; a token file holds one line (at most {MAX_TOKEN_FILE_BYTES} bytes)")
+            text = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise UsageError(f"--token-file {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--token-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+        if not text or "\n" in text:
+            raise UsageError(f"--token-file {path}: expected one line holding the token")
+        warning = (f"warning: --token-file {path} can be read by other users (chmod 600 it)"
+                   if info.st_mode & 0o077 else None)
+        return text, warning
+    if token is not None and env.get(TOKEN_ENV) != token:
+        return token, ("warning: --token is visible to every user of this machine in ps; "
+                       f"use --token-file PATH or {TOKEN_ENV} instead")
+    return (token if token is not None else env.get(TOKEN_ENV) or None), None
 
 
 class AgentClient:

@@ -6,6 +6,8 @@ Order, best first (:data:`SOURCES`):
   its format, at this precision and thread count (the latency store, ``edgekit profile``);
 - ``calibrated``: a block table when the model is given as blocks (``edgekit lut``), else the per-op
   model fitted to measurements on this unit (``edgekit calibrate``);
+- ``calibrated (published)``: the model fitted to published measurements of this unit, runtime and
+  precision, shipped in the target's TOML (:mod:`edgekit.targets.published`; all of a CPU's cores);
 - ``modeled``: the roofline over the target's published numbers.
 
 :func:`estimate` returns a :class:`LatencyEstimate`, the typed form of a manifest's latency entry.
@@ -39,8 +41,10 @@ from edgekit.runtimes.errors import BundleError, TargetError
 from edgekit.runtimes.formats import get_format
 
 from .calibrated import Calibration
-from .fitted import load_calibration
+from .fitted import load_calibration, tables_dir
 from .latency import CostLike, Prediction, predict_ms, runnable_unit
+from .published_features import predict_published
+from .published_fit import PublishedFit, load_user_fit
 from .lut import BlockTable
 from .store import LatencyRecord, LatencyStore, default_store_path
 from .target import ComputeUnit, Target
@@ -57,10 +61,11 @@ __all__ = [
     "open_store",
 ]
 
-SOURCES = ("measured", "calibrated", "modeled")  # best first
+PUBLISHED = "calibrated (published)"
+SOURCES = ("measured", "calibrated", PUBLISHED, "modeled")  # best first
 MEASURED_NOTE = "this model, timed on the device"
 # What each way of predicting (LatencyBasis.method) is labelled.
-METHOD_SOURCE = {"table": "calibrated", "calibration": "calibrated", "roofline": "modeled"}
+METHOD_SOURCE = {"table": "calibrated", "calibration": "calibrated", "published": PUBLISHED, "roofline": "modeled"}
 # Keys of the JSON form, in order; anything else a manifest entry holds is kept in ``details``.
 _CORE_KEYS = ("source", "target", "unit", "runtime", "format", "precision", "threads", "batch", "ms")
 _STAT_KEYS = ("p90_ms", "runs")
@@ -196,7 +201,8 @@ def _is_count(value: Any) -> bool:
 @dataclass(frozen=True)
 class LatencyBasis:
     """What a latency is predicted from on one (target, unit, precision, threads) when this very model was
-    never measured: a block table (for a model given as blocks) > a fitted calibration > the roofline."""
+    never measured: a block table (for a model given as blocks) > a fitted calibration > the fit to
+    published measurements > the roofline."""
 
     target: Target
     unit: str
@@ -204,16 +210,26 @@ class LatencyBasis:
     threads: int | None
     table: BlockTable | None = None
     calibration: Calibration | None = None
+    published: PublishedFit | None = None
 
     def method(self, blocks: bool) -> str:
-        """``table``, ``calibration`` or ``roofline``: how a model is predicted (given as blocks or not)."""
+        """``table``, ``calibration``, ``published`` or ``roofline``: how a model is predicted (given as blocks or not)."""
         if blocks and self.table is not None:
             return "table"
-        return "calibration" if self.calibration is not None else "roofline"
+        if self.calibration is not None:
+            return "calibration"
+        return "published" if self.published is not None else "roofline"
 
     def source(self, blocks: bool) -> str:
-        """``calibrated`` or ``modeled``: the label of :meth:`method`'s predictions."""
+        """``calibrated``, ``calibrated (published)`` or ``modeled``: the label of :meth:`method`'s predictions."""
         return METHOD_SOURCE[self.method(blocks)]
+
+    def predict_published(self, ops: Iterable[CostLike]) -> Prediction:
+        """The published calibration's prediction (its error in the note)."""
+        fit = self.published
+        assert fit is not None, "predict_published needs a published fit"
+        ms = predict_published(fit, ops, self.target, self.unit)
+        return Prediction(ms, PUBLISHED, self.target.name, self.unit, self.precision, notes=(fit.label(),))
 
     def predict(self, ops: Iterable[CostLike] | None = None, blocks: Sequence[str] | None = None) -> Prediction:
         """The prediction for a model given by its op costs or, with a table, by its block keys."""
@@ -224,15 +240,18 @@ class LatencyBasis:
             raise TargetError(f"no block table for {self.target.name} at {self.precision}: predicting needs the model's op costs")
         if method == "calibration":
             return self.calibration.predict(ops)  # type: ignore[union-attr]
+        if method == "published":
+            return self.predict_published(ops)
         return predict_ms(ops, self.target, self.unit, self.precision, self.threads)
 
 
 def choose_basis(target: Target, unit: str | None, precision: str, threads: int | None = None, *,
                  table: BlockTable | None = None, calibration: Calibration | None = None,
-                 directory: Path | None = None) -> LatencyBasis:
+                 directory: Path | None = None, runtime: str | None = None) -> LatencyBasis:
     """The best predictor for ``unit`` (default: the target's) at ``precision``: ``table`` when given (for a
     model known by its blocks), else the fitted calibration (``calibration``, else the saved one in
-    ``directory``), else the roofline.
+    ``directory``), else the target's fit to published measurements for ``runtime`` (default: the unit's;
+    a CPU only at all of its cores), else the roofline.
 
     Example:
         >>> from edgekit.targets import load_target
@@ -243,7 +262,12 @@ def choose_basis(target: Target, unit: str | None, precision: str, threads: int 
     u = runnable_unit(target, unit, precision)
     if calibration is None and table is None:
         calibration = load_calibration(target, u.name, precision, threads, directory)
-    return LatencyBasis(target, u.name, precision, threads, table, calibration)
+    all_cores = u.kind != "cpu" or threads is None or threads == u.cores
+    published = None
+    if all_cores:  # your refit (edgekit truth add) > the one shipped in the TOML
+        published = (load_user_fit(directory or tables_dir(), target.name, u.name, runtime or u.runtime, precision)
+                     or u.published_fit(runtime or u.runtime, precision))
+    return LatencyBasis(target, u.name, precision, threads, table, calibration, published)
 
 
 # --- measured: the latency store -------------------------------------------------------------------
@@ -291,7 +315,8 @@ def estimate(
     model_sha256: str | None = None, fmt: str | None = None, runtime: str | None = None, threads: int | None = None,
     store: MeasuredLookup | str | Path | None = None, directory: Path | None = None, batch: int = 1,
 ) -> LatencyEstimate:
-    """The best latency of a model on ``unit`` (default: the target's) at ``precision``: measured > calibrated > modeled.
+    """The best latency of a model on ``unit`` (default: the target's) at ``precision``: measured > calibrated (yours)
+    > calibrated (published) > modeled.
 
     The model is given by its file's ``model_sha256`` (looked up in ``store``, default: the user's, with
     the runtime at ``threads``) and its op costs ``ops`` (or block keys ``blocks`` with a block ``table``).
@@ -309,9 +334,13 @@ def estimate(
             record = opened.lookup(target.name, model_sha256, runtime=run_by, precision=precision, threads=stored_threads)
         if record is not None:
             return LatencyEstimate.from_record(record, u.name, fmt, batch)
-    basis = choose_basis(target, u.name, precision, threads, table=table if blocks is not None else None, directory=directory)
-    return LatencyEstimate.from_prediction(basis.predict(ops, blocks), u.name, run_by, fmt if runs_fmt else None,
-                                           threads, batch)
+    basis = choose_basis(target, u.name, precision, threads, table=table if blocks is not None else None, directory=directory,
+                         runtime=run_by)
+    found = LatencyEstimate.from_prediction(basis.predict(ops, blocks), u.name, run_by, fmt if runs_fmt else None,
+                                            threads, batch)
+    if found.source == PUBLISHED:
+        found = replace(found, details={**found.details, "error": basis.published.error})  # type: ignore[union-attr]
+    return found
 
 
 def units_for_format(target: Target, fmt: str, precision: str, unit: str | None = None) -> tuple[ComputeUnit, ...]:

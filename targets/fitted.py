@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from edgekit.runtimes.errors import TargetError
 
 from .calibrated import Calibration
 from .target import Target
@@ -28,13 +31,33 @@ def tables_dir() -> Path:
     return default_store_path().parent
 
 
+_PLAIN_NAME = re.compile(r"^[^/\\\0]{1,100}$")
+
+
+def _plain(**names: str) -> None:
+    """Each name becomes part of one file name in the tables folder: no '/', backslash or NUL, 1-100 characters.
+
+    Example:
+        >>> _plain(target="../../../X")
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.TargetError: target '../../../X': expected a name without '/', backslash or NUL (1-100 characters): it names a file in the tables folder
+    """
+    for field, name in names.items():
+        if not isinstance(name, str) or not _PLAIN_NAME.match(name):
+            raise TargetError(f"{field} {name!r}: expected a name without '/', backslash or NUL (1-100 characters): "
+                              "it names a file in the tables folder")
+
+
 def calibration_file(directory: Path, target: str, unit: str, precision: str, threads: int | None) -> Path:
     """Where the calibration of ``unit`` of ``target`` at ``precision`` and ``threads`` lives."""
+    _plain(target=target, unit=unit, precision=precision)
     return Path(directory) / "calibrations" / f"{target}-{unit}-{precision}-t{threads or 'all'}.json"
 
 
 def table_file(directory: Path, space: str, target: str, precision: str, threads: int | None) -> Path:
     """Where the block table of ``space`` on ``target`` lives (``edgekit lut build|import``)."""
+    _plain(space=space, target=target, precision=precision)
     return Path(directory) / "tables" / f"{space}-{target}-{precision}-t{threads or 'all'}.json"
 
 

@@ -105,10 +105,10 @@ def runnable_unit(target: Target, unit_name: str | None, precision: str) -> Comp
 
     Example:
         >>> from edgekit.targets import load_target
-        >>> runnable_unit(load_target("rpi4"), None, "fp16")
+        >>> runnable_unit(load_target("jetson"), "cpu", "fp16")
         Traceback (most recent call last):
         ...
-        edgekit.runtimes.errors.TargetError: unit 'cpu' of raspberry-pi-4 does not run fp16; it runs fp32, int8
+        edgekit.runtimes.errors.TargetError: unit 'cpu' of jetson-orin-nano does not run fp16; it runs fp32, int8
     """
     unit = target.unit(unit_name or target.default_unit)
     if precision not in unit.precisions:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,5 +131,7 @@ def load_ofa_yaml(path: str | Path, target: str, precision: str = "fp32") -> Blo
         check_key(key, str(path))
         if not isinstance(value, dict) or not isinstance(value.get("mean"), (int, float)):
             raise TargetError(f"{path}: entry {key!r} has no numeric 'mean'")
+        if isinstance(value["mean"], bool) or not math.isfinite(value["mean"]) or value["mean"] < 0:
+            raise TargetError(f"{path}: entry {key!r}: 'mean' must be a finite number of ms >= 0, got {value['mean']!r}")
         entries[key] = float(value["mean"])
     return BlockTable(target, "unknown", precision, None, entries, source=f"ofa-yaml:{path.name}")

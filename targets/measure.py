@@ -26,7 +26,7 @@ import numpy as np
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.session import Session
 
-__all__ = ["LatencyStats", "GenerationStats", "measure_latency", "measure_generation", "summarize"]
+__all__ = ["LatencyStats", "GenerationStats", "measure_latency", "measure_interleaved", "interleaved_ms", "measure_generation", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,46 @@ def measure_latency(
         call()
         times[i] = (clock() - start) * 1000.0
     return summarize(times, warmup, batch)
+
+
+def interleaved_ms(
+    calls: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 10, calls_per_round: int = 1
+) -> dict[str, np.ndarray]:
+    """Per-call milliseconds of each zero-argument callable over ``rounds`` interleaved rounds (the order
+    rotates each round), after ``warmup`` untimed rounds, so that drift on a shared machine hits all alike.
+
+    Example:
+        >>> times = interleaved_ms({"a": lambda: None, "b": lambda: None}, rounds=4, warmup=1)
+        >>> sorted(times), times["a"].shape
+        (['a', 'b'], (4,))
+    """
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    times = {name: np.empty(rounds) for name in names}
+    clock = time.perf_counter
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            call = calls[name]
+            start = clock()
+            for _ in range(calls_per_round):
+                call()
+            times[name][r] = (clock() - start) * 1000.0 / calls_per_round
+    return times
+
+
+def measure_interleaved(calls: Mapping[str, Callable[[], Any]], *, warmup: int = 10, runs: int = 50) -> dict[str, LatencyStats]:
+    """:func:`interleaved_ms` summarised: one LatencyStats per callable.
+
+    Example:
+        >>> stats = measure_interleaved({"a": lambda: None, "b": lambda: sum(range(100))}, warmup=1, runs=5)
+        >>> sorted(stats), stats["a"].runs
+        (['a', 'b'], 5)
+    """
+    _check_runs(runs, warmup)
+    times = interleaved_ms(calls, rounds=runs, warmup=warmup)
+    return {name: summarize(values, warmup) for name, values in times.items()}
 
 
 def _p50_p90(values: Sequence[float]) -> tuple[float, float]:

@@ -4,9 +4,13 @@ One row per (target, runtime, runtime version, precision, threads, kind, key), w
 "model" (key: sha256 of the model file), "block" (key: a block key string) or "node". Every row is
 *measured*; modeled numbers never go here. The file lives at
 ``platformdirs.user_cache_dir("edgekit")/latency.sqlite`` unless ``EDGEKIT_CACHE_DIR`` or an explicit
-path says otherwise. It runs in WAL mode with a busy timeout so several processes can share it. A file
-that is not a usable store (not SQLite, truncated, another schema version) is moved aside to
-``<name>.corrupt-<timestamp>`` with a one-line warning on stderr and replaced by an empty store.
+path says otherwise. It runs in WAL mode with a busy timeout, and reads and writes are retried on
+SQLITE_BUSY for at most BUSY_TIMEOUT_S, so several processes can share it. One process at a time opens
+it (an flock on ``<name>.lock``), so a store that one process just rebuilt is never judged corrupt by
+another. A file that is not a usable store (not SQLite, truncated, another schema version) is moved
+aside to ``<name>.corrupt-<timestamp>`` with a one-line warning on stderr and replaced by an empty
+store; another application's SQLite database is refused and left alone; a bad row is an error naming
+the row and the field.
 
 Example:
     >>> import tempfile, pathlib
@@ -197,10 +201,87 @@ def default_store_path() -> Path:
     return Path(platformdirs.user_cache_dir("edgekit")) / FILE_NAME
 
 
-def _row_to_record(row: tuple) -> LatencyRecord:
+def _row_to_record(row: tuple, where: str) -> LatencyRecord:
+    """A stored row as a record; a bad row is a StoreError naming the row (its key fields) and the field.
+
+    Example:
+        >>> _row_to_record(("host", "ort", "1", "fp32", 1, "model", "k", 1.0, 1.0, 5, "2026-01-01T00:00:00Z", "{x"), "s")
+        Traceback (most recent call last):
+        ...
+        edgekit.targets.store.StoreError: s: row (target='host', kind='model', key='k'): field 'meta': expected a JSON object, got '{x'
+    """
     values = dict(zip(_ALL_FIELDS, row))
-    values["meta"] = json.loads(values["meta"])
+    name = f"{where}: row (target={values['target']!r}, kind={values['kind']!r}, key={values['key']!r})"
+    try:
+        meta = json.loads(values["meta"]) if isinstance(values["meta"], str) else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{name}: field 'meta': expected a JSON object, got {str(values['meta'])[:40]!r}")
+    values["meta"] = meta
+    for field_name in _ALL_FIELDS:
+        problem = _field_problem(field_name, values[field_name])
+        if problem:
+            raise StoreError(f"{name}: field {field_name!r}: {problem}")
     return LatencyRecord(**values)
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _retry_busy(call, budget_s: float = BUSY_TIMEOUT_S):
+    """``call()``, retried with growing sleeps while SQLite answers BUSY or LOCKED, for at most ``budget_s``
+    (SQLite's busy handler is skipped in some cases, e.g. while another process sets up the WAL)."""
+    import time
+
+    deadline, pause = time.monotonic() + budget_s, 0.005
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = (code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)) if code is not None else "locked" in str(exc)
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
+class _OpenLock:
+    """An exclusive flock on ``<store>.lock`` while a process opens (and maybe recovers) the store;
+    waits up to BUSY_TIMEOUT_S for another process, then a StoreError. No-op where flock is missing."""
+
+    def __init__(self, store: Path) -> None:
+        self.path = store.with_name(store.name + ".lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> "_OpenLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        import time
+
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return self  # a read-only cache folder: open without the lock (SQLite still locks the file)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self._fd)
+                    self._fd = None
+                    raise StoreError(f"{self.path}: another process kept the latency store locked for {BUSY_TIMEOUT_S:g} s") from None
+                time.sleep(0.01)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock; the empty file stays (removing it would race)
+            self._fd = None
 
 
 class LatencyStore:
@@ -216,6 +297,10 @@ class LatencyStore:
 
     # --- opening, checking, recovering ---------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
+        with _OpenLock(self.path):  # one process checks, creates or recovers at a time; the others wait
+            return self._open_locked()
+
+    def _open_locked(self) -> sqlite3.Connection:
         for _ in range(3):  # a concurrent process may move a corrupt file aside under us: re-open
             identity = self._identity()
             conn = None
@@ -223,6 +308,10 @@ class LatencyStore:
                 conn = self._connect()
                 self._check_or_create(conn)
                 return conn
+            except StoreError:
+                if conn is not None:
+                    conn.close()
+                raise
             except _Unusable as exc:
                 if conn is not None:
                     conn.close()
@@ -247,19 +336,23 @@ class LatencyStore:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"{self.path}: cannot open the latency store ({exc})") from exc
-        conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        return conn
+        return conn  # WAL is switched on once the file is known to be ours (_check_or_create)
 
     def _check_or_create(self, conn: sqlite3.Connection) -> None:
-        result = conn.execute("PRAGMA quick_check").fetchone()
+        result = _retry_busy(lambda: conn.execute("PRAGMA quick_check").fetchone())
         if result is None or result[0] != "ok":
             raise _Unusable(f"integrity check failed: {result[0] if result else 'no answer'}")
-        conn.execute("BEGIN IMMEDIATE")
+        tables = _retry_busy(lambda: {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+        if "schema_version" not in tables and tables - {"latency"}:  # another application's: not ours to change
+            raise StoreError(
+                f"{self.path}: is an SQLite database of another application (tables {sorted(tables)[:5]}), "
+                "not an edgekit latency store; refusing to touch it (choose another --store path)"
+            )
+        _retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+        _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "schema_version" not in tables:
-                if tables - {"latency"}:
-                    raise _Unusable(f"not a latency store (tables {sorted(tables)})")
                 for statement in _CREATE.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -316,7 +409,7 @@ class LatencyStore:
     def _write(self, recs: list[LatencyRecord]) -> None:
         rows = [tuple(json.dumps(dict(r.meta), sort_keys=True) if n == "meta" else getattr(r, n) for n in _ALL_FIELDS) for r in recs]
         marks = ", ".join("?" for _ in _ALL_FIELDS)
-        try:
+        def attempt() -> None:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(f"INSERT OR REPLACE INTO latency ({', '.join(_ALL_FIELDS)}) VALUES ({marks})", rows)
@@ -325,15 +418,18 @@ class LatencyStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+        try:
+            _retry_busy(attempt)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot write the latency store ({exc})") from exc
 
     def _query(self, sql: str, args: tuple) -> list[LatencyRecord]:
         try:
-            rows = self._conn.execute(sql, args).fetchall()
+            rows = _retry_busy(lambda: self._conn.execute(sql, args).fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot read the latency store ({exc})") from exc
-        return [_row_to_record(row) for row in rows]
+        return [_row_to_record(row, str(self.path)) for row in rows]
 
     def lookup(
         self,

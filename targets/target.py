@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn
 from edgekit.runtimes.errors import TargetError
 from edgekit.runtimes.formats import FORMAT_NAMES, RUNTIME_FORMATS, RUNTIME_NAMES
 from edgekit.runtimes.precision import PRECISIONS
+
+from .published_fit import FEATURES, PublishedFit
+
+from .ops import OpSupport, read_ops
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,8 +112,15 @@ class ComputeUnit:
     max_batch: int | None = None
     int8_only: bool = False
     notes: str = ""
+    ops: OpSupport | None = None  # [units.NAME.ops]: the ONNX ops it runs (None: all), targets/ops.py
+    published: tuple[PublishedFit, ...] = ()  # calibrations fitted to published measurements (targets/published.py)
+
+    def published_fit(self, runtime: str, precision: str) -> PublishedFit | None:
+        """The calibration fitted to published points for ``runtime`` at ``precision``, if there is one."""
+        return next((f for f in self.published if (f.runtime, f.precision) == (runtime, precision)), None)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "published", tuple(self.published))
         object.__setattr__(self, "peak", _FrozenMap(self.peak))
         object.__setattr__(self, "efficiency", _FrozenMap(self.efficiency))
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -206,6 +218,7 @@ class Target:
                 "peak": dict(u.peak), "precisions": list(u.precisions), "cores": u.cores,
                 "clock_ghz": u.clock_ghz, "efficiency": dict(u.efficiency), "static_shapes": u.static_shapes,
                 "max_batch": u.max_batch, "int8_only": u.int8_only, "notes": u.notes,
+                **({"ops": u.ops.to_json()} if u.ops is not None else {}),
             }
             for u in self.units
         ]
@@ -221,6 +234,16 @@ class Target:
 # Loading: every check names the file and the dotted field path, in one line.
 
 _MISSING: Any = object()
+
+
+# Stated upper limits of a profile's numbers (docs/targets.md): a figure above them is a typo or a
+# hostile file, never a device. ``peak`` is each precision's peak throughput in TFLOPS/TOPS.
+RANGES: dict[str, float] = {
+    "clock_ghz": 10.0, "cores": 4096, "max_batch": 1 << 16, "memory_gb": 1 << 16,
+    "memory_bandwidth_gbps": 100_000.0, "peak": 100_000.0, "points": 1_000_000, "median_error": 100.0,
+    "cv_median_error": 100.0,
+}
+MAX_TARGET_FILE_BYTES = 1 << 20  # a profile is a page of TOML; larger files are refused before parsing
 
 
 class _Table:
@@ -262,13 +285,25 @@ class _Table:
     def boolean(self, key: str, default: bool) -> bool:
         return self.get(key, "true or false", lambda v: isinstance(v, bool), default)
 
+    def ceiling(self, key: str) -> float:
+        """The stated upper limit of a numeric field (RANGES; the table's own name for ``peak`` entries)."""
+        return RANGES.get(key, RANGES.get(self.path.rsplit(".", 1)[-1], math.inf))
+
     def positive(self, key: str, default: Any = _MISSING) -> float | None:
         value = self.get(key, "a positive number", lambda v: _is_number(v) and v > 0, default)
-        return None if value is None else float(value)
+        return None if value is None else float(self.within(key, value))
 
     def count(self, key: str, default: Any = _MISSING) -> int | None:
         ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
-        return self.get(key, "a whole number >= 1", ok, default)
+        value = self.get(key, "a whole number >= 1", ok, default)
+        return None if value is None else self.within(key, value)
+
+    def within(self, key: str, value: Any) -> Any:
+        """``value`` unless above the field's stated limit in RANGES (the table's name for ``peak`` entries)."""
+        top = RANGES.get(key, RANGES.get(self.path.rsplit(".", 1)[-1], math.inf))
+        if value > top:
+            self.fail(key, f"{value:g} is above the stated limit of {top:g} for this field (RANGES in targets/target.py)")
+        return value
 
     def choices(self, key: str, allowed: tuple[str, ...], default: Any = _MISSING) -> tuple[str, ...]:
         values = self.get(key, "a list of strings", lambda v: isinstance(v, list), default)
@@ -308,7 +343,8 @@ def _show(value: Any) -> str:
 def _read_unit(table: _Table, name: str) -> ComputeUnit:
     table.check_keys(
         ("kind", "runtime", "formats"),
-        ("peak", "precisions", "cores", "clock_ghz", "efficiency", "static_shapes", "max_batch", "int8_only", "notes"),
+        ("peak", "precisions", "cores", "clock_ghz", "efficiency", "static_shapes", "max_batch", "int8_only", "notes",
+         "ops", "published"),
     )
     peak_table = table.table("peak", {})
     peak: dict[str, float] = {}
@@ -349,7 +385,35 @@ def _read_unit(table: _Table, name: str) -> ComputeUnit:
         max_batch=table.count("max_batch", None),
         int8_only=int8_only,
         notes=table.string("notes", ""),
+        ops=read_ops(table.table("ops")) if "ops" in table.data else None,
+        published=_read_published(table.table("published", {}), precisions),
     )
+
+
+def _read_published(table: _Table, precisions: tuple[str, ...]) -> tuple[PublishedFit, ...]:
+    """``[units.U.published.RUNTIME.PRECISION]`` tables (written by ``python -m edgekit.targets.published``)."""
+    fits = []
+    for runtime in table.data:
+        per_runtime = table.table(runtime)
+        for precision in per_runtime.data:
+            if precision not in precisions:
+                per_runtime.fail(precision, f"the unit does not run this precision; it runs {', '.join(precisions)}")
+            fit = per_runtime.table(precision)
+            fit.check_keys(("ms_per", "points", "models", "median_error", "sources"), ("cv_median_error",))
+            terms = fit.table("ms_per")
+            for key in terms.data:
+                if key not in FEATURES:
+                    terms.fail(key, f"unknown term; allowed: {', '.join(FEATURES)}")
+            fits.append(PublishedFit(
+                runtime=runtime, precision=precision,
+                coefficients={k: terms.get(k, "a number >= 0", lambda v: _is_number(v) and v >= 0) for k in terms.data},
+                points=fit.count("points"),  # type: ignore[arg-type]
+                models=tuple(fit.get("models", "a list of strings", lambda v: isinstance(v, list))),
+                median_error=fit.positive("median_error"),  # type: ignore[arg-type]
+                cv_median_error=fit.positive("cv_median_error", None),
+                sources=tuple(fit.get("sources", "a list of strings", lambda v: isinstance(v, list))),
+            ))
+    return tuple(fits)
 
 
 def _read_target(table: _Table, source: str) -> Target:
@@ -366,6 +430,9 @@ def _read_target(table: _Table, source: str) -> Target:
         if not _is_name(unit_name):
             units_table.fail(unit_name, "unit names must be lowercase (a-z, 0-9, '-', '_', '.')")
     units = tuple(_read_unit(units_table.table(key), key) for key in units_table.data)
+    for unit in units:
+        if unit.ops is not None and unit.ops.fallback is not None and unit.ops.fallback not in units_table.data:
+            units_table.table(unit.name).table("ops").fail("fallback", f"{unit.ops.fallback!r} is not a unit")
     default_unit = table.string("default_unit")
     if default_unit not in units_table.data:
         table.fail("default_unit", f"{default_unit!r} is not a unit; units: {', '.join(units_table.data)}")
@@ -403,7 +470,14 @@ def load_target_file(path: str | Path) -> Target:
     file = str(path)
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            if not os.path.isfile(path):
+                raise TargetError(f"{file}: not a regular file (a target profile is a TOML file)")
+            raw = handle.read(MAX_TARGET_FILE_BYTES + 1)
+        if len(raw) > MAX_TARGET_FILE_BYTES:
+            raise TargetError(f"{file}: larger than the {MAX_TARGET_FILE_BYTES >> 10} KiB a target profile may be")
+        data = tomllib.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise TargetError(f"{file}: invalid TOML: nested too deeply") from None
     except FileNotFoundError:
         raise TargetError(f"{file}: no such target file") from None
     except OSError as exc:

@@ -28,7 +28,9 @@ def test_export_default_model_for_jetson_then_run_matches_torch(tmp_path, capsys
     assert "parity vs torch" in stdout and "measured on host" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["target"] == "jetson-orin-nano"
-    assert set(manifest["files"]) == {"model.onnx"} and len(manifest["files"]["model.onnx"]["sha256"]) == 64
+    # the ONNX and the TensorRT build kit (tests/test_tensorrt_kit.py checks the kit)
+    assert set(manifest["files"]) == {"model.onnx", "build_engine.sh", "build_engine.py", "tensorrt.json", "TENSORRT.md"}
+    assert len(manifest["files"]["model.onnx"]["sha256"]) == 64
 
     assert manifest["extra"]["space"] == "ofa-mbv3-shapes"  # the trained supernet is the default
     assert manifest["extra"]["bn_recalibration"].startswith("512 images")

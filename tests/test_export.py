@@ -114,16 +114,20 @@ def test_pt2_archive_exports_with_its_static_shape(tmp_path):
     assert np.abs(rt.load(tmp_path / "b").run(x)["output"] - expected).max() < 1e-5
 
 
-def test_pipeline_refuses_formats_it_cannot_write_and_keeps_existing_bundle(tiny_bundle, tmp_path):
+def test_pipeline_refuses_formats_it_cannot_write_and_keeps_existing_bundle(tiny_bundle, tmp_path, monkeypatch):
     import shutil
 
     out = tmp_path / "b"
     shutil.copytree(tiny_bundle, out)
     before = (out / "manifest.json").read_text()
-    with pytest.raises(UsageError, match="--format tflite: edgekit cannot write it yet"):
-        export_bundle(ExportRequest(out=out, target="rpi5", output=OutputConfig(format="tflite")))
-    with pytest.raises(UsageError, match="target coral-edgetpu runs \\['tflite'\\]"):
-        export_bundle(ExportRequest(out=out, target="coral"))
+    with pytest.raises(UsageError, match="--format tflite: target jetson\\S* runs \\["):
+        export_bundle(ExportRequest(out=out, target="jetson", output=OutputConfig(format="tflite")))
+    import edgekit.runtimes.formats as format_table
+
+    with monkeypatch.context() as patch:  # a machine without the [tflite] extra
+        patch.setattr(format_table, "missing_modules", lambda modules: tuple(m for m in modules if m == "litert_torch"))
+        with pytest.raises(UsageError, match=r"--format tflite: its exporter needs litert_torch: pip install 'edgekit\[tflite\]'"):
+            export_bundle(ExportRequest(out=out, target="rpi5", output=OutputConfig(format="tflite")))
     with pytest.raises(UsageError, match="--precision int4: format onnx supports \\['fp32', 'fp16', 'int8'\\]"):
         export_bundle(ExportRequest(out=out, output=OutputConfig(precision="int4")))
     assert (out / "manifest.json").read_text() == before

@@ -48,8 +48,8 @@ def test_missing_numbers_are_reported_not_invented():
 
 
 def test_unsupported_precision_and_unit_are_errors():
-    with pytest.raises(TargetError, match="unit 'cpu' of raspberry-pi-4 does not run fp16"):
-        predict_ms([CONV], load_target("rpi4"), "cpu", "fp16")
+    with pytest.raises(TargetError, match="unit 'cpu' of jetson-orin-nano does not run fp16"):
+        predict_ms([CONV], load_target("jetson"), "cpu", "fp16")
     with pytest.raises(TargetError, match="has no unit 'npu'"):
         predict_ms([CONV], load_target("rpi4"), "npu", "fp32")
 

@@ -26,6 +26,8 @@ def test_wheel_contains_all_folders(tmp_path):
         assert expected <= names, sorted(expected - names)
     tomls = {f"edgekit/targets/{name}" for name in _sources("targets", "*.toml")}
     assert len(tomls) >= 10 and tomls <= names, sorted(tomls - names)
+    truth = {f"edgekit/targets/truth/{p.name}" for p in (ROOT / "targets/truth").glob("*")}  # published points, op costs
+    assert len(truth) >= 4 and truth <= names, sorted(truth - names)
     for source in (ROOT / "edgekit").rglob("*.py"):
         module = source.relative_to(ROOT).as_posix()
         assert module in names, f"{module} missing: list its package in pyproject.toml"

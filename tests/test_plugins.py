@@ -134,13 +134,14 @@ def test_formats_json_lists_every_format_with_its_availability(capsys):
     onnx, tflite, tensorrt = rows["onnx"], rows["tflite"], rows["tensorrt"]
     assert onnx["available"] and onnx["precisions"] == ["fp32", "fp16", "int8"] and onnx["suffix"] == ".onnx"
     assert onnx["can_write_here"] and onnx["can_run_here"] and onnx["runtime_here"]["versions"]["onnxruntime"]
-    assert not tflite["available"] and tflite["status"].startswith("planned") and tflite["runtime"] == "litert"
+    assert tflite["available"] and tflite["precisions"] == ["fp32", "fp16", "int8"] and tflite["runtime"] == "litert"
+    assert tflite["suffix"] == ".tflite" and tflite["can_write_here"] and tflite["can_run_here"]  # [dev] has [tflite]
     assert not tensorrt["available"] and "TensorRT cannot be installed here" in tensorrt["status"]
     assert not tensorrt["can_run_here"] and tensorrt["runtime_here"]["missing"] == ["tensorrt"]
 
     assert main(["formats"]) == 0
     shown = capsys.readouterr().out
-    assert "planned: litert-torch conversion" in shown and "available" in shown
+    assert "planned: engine built on the device" in shown and "available" in shown
 
 
 def test_the_profiling_agent_runs_a_plugged_in_format(toy_format, tmp_path):

@@ -55,7 +55,7 @@ def test_subnet_latency_equals_the_roofline_over_all_ops():
         assert model.predict(config) == pytest.approx(predict_ms(ops, rpi, "cpu", "fp32").ms)
 
 
-@pytest.mark.parametrize("budget", [0.65, 0.75, 1.0])
+@pytest.mark.parametrize("budget", [2.0, 2.4, 3.0])  # gpu fp16 on the Jetson: fitted to published TensorRT points
 def test_search_meets_the_budget_and_matches_brute_force(predictor, budget):
     jetson = load_target("jetson")
     selection = select(SPACE, jetson, budget, predictor, seed=0, unit="gpu", precision="fp16")
@@ -70,7 +70,8 @@ def test_search_meets_the_budget_and_matches_brute_force(predictor, budget):
 
 
 def test_nothing_fits_names_the_fastest(predictor):
-    with pytest.raises(NoFeasibleCandidate, match=r"no candidate meets 0\.01 ms and 8000 MB \(with a 10% margin for "
+    # the default margin is the largest error of the options: the gpu fp16 fit to published points (x1.288)
+    with pytest.raises(NoFeasibleCandidate, match=r"no candidate meets 0\.01 ms and 8000 MB \(with a 28\.8% margin for "
                        r"prediction error\): the fastest is \d+\.\d+ ms") as info:
         select(SPACE, load_target("jetson"), 0.01, predictor)
     assert info.value.fastest.latency_ms > 0.01
@@ -110,7 +111,7 @@ def test_every_target_can_select_or_says_why(predictor):
             assert target.name in str(exc)
             continue
         assert selection.result.best.latency_ms <= 50.0
-        assert set(selection.sources.values()) <= {"modeled", "calibrated"}
+        assert set(selection.sources.values()) <= {"modeled", "calibrated", "calibrated (published)"}
 
 
 def test_select_cli_json_and_plot(tmp_path, capsys):

@@ -20,6 +20,7 @@ import typer
 from edgekit.runtimes.errors import EdgekitError, UsageError
 
 from . import agent, bench, calibrate, export, formats, generate, inspect, lut, ofa, profile, run, select, store, targets
+from . import truth
 
 __all__ = ["app", "main"]
 
@@ -33,6 +34,7 @@ app = typer.Typer(
 for module in (export, select, run, inspect, bench, profile, calibrate, lut, agent, store, generate, ofa, formats):
     module.register(app)
 app.add_typer(targets.app, name="targets")
+truth.register(app)
 
 
 def _version_callback(value: bool) -> None:

@@ -2,6 +2,9 @@
 
 One-graph models report p50/p90/p99 latency and inferences/s (samples/s with ``--batch``); generation
 bundles (seq2seq, causal-lm) report time to first token and decode tokens/s of greedy generation.
+``--formats all`` times every format of a bundle (``export --format all``) whose runtime is installed here,
+side by side and interleaved, with size, agreement with the first format on the same inputs, and the parity
+and held-out accuracy recorded at export; it lists the formats and precisions the bundle does not hold.
 """
 
 from __future__ import annotations
@@ -99,15 +102,100 @@ def _bench_generation(model: Path, lm: Any, batch: int, input_tokens: int, new_t
     emit(data, as_json, render)
 
 
+def _worst(errors: Any) -> float | None:
+    """The largest of a parity report's per-output errors (a number, a dict by output, or None)."""
+    if isinstance(errors, Mapping):
+        return max((float(v) for v in errors.values()), default=None)
+    return None if errors is None else float(errors)
+
+
+def format_rows(model: Path, warmup: int, runs: int, threads: int, seed: int = 0) -> dict[str, Any]:
+    """One row per format of the bundle at ``model`` whose runtime is installed here (timed interleaved at
+    ``threads``), the formats it holds that cannot run here, and the format x precision pairs it lacks."""
+    import edgekit.runtimes as rt
+    from edgekit.runtimes.bundle import read_bundle
+    from edgekit.runtimes.formats import find_format, missing_modules
+    from edgekit.targets.measure import measure_interleaved
+
+    if not model.is_dir():
+        raise UsageError(f"--formats all: {model} is a model file; it takes a bundle directory")
+    manifest = read_bundle(model).manifest
+    if manifest.task in ("seq2seq", "causal-lm"):
+        raise UsageError(f"--formats all: {model} is a {manifest.task} bundle; it times one-graph bundles")
+    sessions, rows, not_here = {}, [], []
+    for fmt in manifest.format_names:
+        record = find_format(fmt)
+        missing = missing_modules(record.runtime_modules) if record is not None else (fmt,)
+        if missing:
+            not_here.append({"format": fmt, "missing": list(missing)})
+            continue
+        sessions[fmt] = rt.load(model, format=fmt, threads=threads)
+    if not sessions:
+        raise UsageError(f"--formats all: no runtime of {list(manifest.format_names)} is installed here ({not_here})")
+    first = next(iter(sessions.values()))
+    feeds, _ = random_feeds(first.inputs, None, manifest.example_sizes, seed=seed)
+    outputs = {fmt: session.run(feeds) for fmt, session in sessions.items()}
+    reference = next(iter(outputs))
+    stats = measure_interleaved({fmt: (lambda s=s: s.run(feeds)) for fmt, s in sessions.items()}, warmup=warmup, runs=runs)
+    for fmt, session in sessions.items():
+        view = manifest.for_format(fmt)
+        validation = view.validation
+        variant = validation.get("precision", {}).get("vs_fp32", {})
+        accuracy = validation.get("accuracy", {}).get("exported", {})
+        diff = max(float(np.max(np.abs(np.asarray(outputs[fmt][k], np.float64) - np.asarray(v, np.float64))))
+                   for k, v in outputs[reference].items())
+        rows.append({
+            "format": fmt, "precision": view.precision, "runtime": session.backend,
+            "bytes": sum(int(manifest.files[g.file]["bytes"]) for g in view.graphs.values()),
+            "p50_ms": stats[fmt].p50_ms, "p90_ms": stats[fmt].p90_ms,
+            "max_abs_diff_vs": {"format": reference, "value": diff},
+            "parity_vs_torch_max_abs": _worst(validation.get("max_abs_error")) if view.precision == "fp32" else None,
+            "vs_fp32": {k: variant.get(k) for k in ("mean_rel_error", "top1_agreement")} if variant else None,
+            "top1": accuracy.get("top1"), "accuracy_data": validation.get("accuracy", {}).get("data"),
+        })
+    held = {(fmt, manifest.for_format(fmt).precision) for fmt in manifest.format_names}
+    lacking = [{"format": fmt, "precision": p, "make": f"edgekit export ... --format {fmt} --precision {p}"}
+               for fmt in manifest.format_names if (record := find_format(fmt)) is not None
+               for p in record.precisions if (fmt, p) not in held]
+    return {"model": str(model), "threads": threads, "runs": runs, "source": "measured, interleaved",
+            "rows": rows, "not_runnable_here": not_here, "not_in_bundle": lacking}
+
+
+def _bench_formats(model: Path, warmup: int, runs: int, threads: int, as_json: bool) -> None:
+    data = format_rows(model, warmup, runs, threads)
+
+    def render() -> None:
+        def pct(value: Any) -> str:
+            return "-" if value is None else f"{100 * value:.1f}%"
+
+        rows = [[r["format"], r["precision"], r["runtime"], f"{r['bytes'] / 1024:.1f} KB", f"{r['p50_ms']:.3f}",
+                 f"{r['p90_ms']:.3f}", f"{r['max_abs_diff_vs']['value']:.2e}",
+                 "-" if r["parity_vs_torch_max_abs"] is None else f"{r['parity_vs_torch_max_abs']:.1e}",
+                 "-" if not r["vs_fp32"] else pct(r["vs_fp32"]["top1_agreement"]), pct(r["top1"])]
+                for r in data["rows"]]
+        first = data["rows"][0]["format"]
+        out.print(table(f"{model}: every format here ({threads} thread(s), {runs} interleaved runs; measured)",
+                        ["format", "precision", "runtime", "size", "p50 ms", "p90 ms", f"max |diff| vs {first}",
+                         "parity vs torch", "top-1 agreement vs fp32", "held-out top-1"], rows))
+        for item in data["not_runnable_here"]:
+            out.print(f"{item['format']}: not run here (missing {', '.join(item['missing'])})")
+        if data["not_in_bundle"]:
+            out.print("not in the bundle: " + ", ".join(f"{i['format']} {i['precision']}" for i in data["not_in_bundle"])
+                      + " (export them with --format F --precision P)")
+
+    emit(data, as_json, render)
+
+
 def bench_command(
     model: Path = typer.Argument(..., help="Bundle directory or .onnx file."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs first."),
     runs: int = typer.Option(100, "--runs", "-n", help="Timed runs (generations, for a generation bundle)."),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads (fixed, for repeatable numbers)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads (fixed, for repeatable numbers)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size fed (default 1, or the model's fixed batch)."),
     input_tokens: Optional[int] = typer.Option(None, "--input-tokens", help=f"Generation bundles: prompt length (default {_INPUT_TOKENS})."),
     new_tokens: Optional[int] = typer.Option(None, "--new-tokens", help=f"Generation bundles: tokens generated per run (default {_NEW_TOKENS})."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    formats: Optional[str] = typer.Option(None, "--formats", help="all: every format of the bundle whose runtime is installed, side by side."),
 ) -> None:
     """Time a model on this host: p50/p90/p99 and inferences/s, or first-token ms and tokens/s for a language model."""
     import edgekit.runtimes as rt
@@ -115,6 +203,11 @@ def bench_command(
 
     if batch is not None and batch < 1:
         raise UsageError(f"--batch must be >= 1, got {batch}")
+    if formats is not None:
+        if formats != "all":
+            raise UsageError(f"--formats {formats!r}: the one value is 'all'")
+        _bench_formats(model, warmup, runs, threads, as_json)
+        return
     session = rt.load(model, threads=threads)
     if isinstance(session, LMSession):
         _bench_generation(model, session, batch or 1, _INPUT_TOKENS if input_tokens is None else input_tokens,

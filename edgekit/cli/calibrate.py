@@ -16,10 +16,11 @@ def calibrate_command(
     target: str = typer.Option("host", "--target", "-t", help="Target name or alias."),
     unit: Optional[str] = typer.Option(None, "--unit", help="Unit to calibrate (default: the one running onnxruntime)."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 | fp16 | int8."),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads the predictions are for."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads the predictions are for."),
     runs: int = typer.Option(40, "--runs", help="Timed runs per model."),
     agent: Optional[str] = typer.Option(None, "--agent", help="URL of an edgekit agent on the device."),
     token: Optional[str] = typer.Option(None, "--token", envvar="EDGEKIT_AGENT_TOKEN", help="The agent's token."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the agent's token (instead of --token, which shows in ps)."),
     store_path: Optional[Path] = typer.Option(None, "--store", help="Latency store (default: the user cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -36,6 +37,10 @@ def calibrate_command(
 
     resolved = resolve_target(target, None)
     client = None
+    if token_file is not None:
+        from edgekit.targets.agent_client import read_token
+
+        token, _ = read_token(None, token_file)
     if agent is not None:
         if not token:
             raise UsageError("--agent needs --token (or EDGEKIT_AGENT_TOKEN)")

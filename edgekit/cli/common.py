@@ -13,11 +13,12 @@ import os
 import sys
 from typing import Any, Callable, Iterator
 
+import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["out", "err", "emit", "progress", "warn", "table", "human_bytes", "PIPE_WIDTH"]
+__all__ = ["out", "err", "emit", "progress", "warn", "table", "human_bytes", "number_range", "PIPE_WIDTH"]
 
 PIPE_WIDTH = 4096  # columns when stdout is a pipe or a file: tables keep their natural width
 
@@ -109,3 +110,38 @@ def human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+def number_range(low: float | None = None, high: float | None = None, *, above: bool = False) -> Callable[..., Any]:
+    """A typer option callback: the value (when given) is a finite number >= ``low`` (> with ``above``)
+    and <= ``high``; else a usage error naming the option (exit 2; a JSON object under --json).
+
+    Example:
+        >>> import click
+        >>> check = number_range(0, 1)
+        >>> check(click.Option(["--max-accuracy-drop"]), 0.5)
+        0.5
+        >>> try:
+        ...     check(click.Option(["--max-accuracy-drop"]), float("inf"))
+        ... except Exception as exc:  # typer's BadParameter
+        ...     print(exc)
+        expected a finite number in [0, 1], got inf
+    """
+    import math
+
+    if low is not None and high is not None:
+        wanted = f"in [{low:g}, {high:g}]"
+    elif low is not None:
+        wanted = f"{'>' if above else '>='} {low:g}"
+    else:
+        wanted = f"<= {high:g}"
+
+    def check(param: typer.CallbackParam, value: Any) -> Any:
+        if value is None:
+            return value
+        ok = math.isfinite(value) and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
+        if not ok:
+            raise typer.BadParameter(f"expected a finite number {wanted}, got {value:g}", param=param)
+        return value
+
+    return check

@@ -7,7 +7,7 @@ from typing import Any, List, Mapping, Optional
 
 import typer
 
-from .common import emit, human_bytes, out, progress, table
+from .common import emit, human_bytes, number_range, out, progress, table
 
 __all__ = ["register"]
 
@@ -25,7 +25,7 @@ def export_command(
     subnet: Optional[str] = typer.Option(None, "--subnet", help='ofa-mbv3: subnet as JSON {"ks", "e", "d", "r"}.'),
     subnet_file: Optional[Path] = typer.Option(None, "--subnet-file", help="ofa-mbv3: subnet config JSON file."),
     space: Optional[str] = typer.Option(None, "--space", help="ofa-mbv3: search space (default: from the checkpoint)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | tflite | tensorrt (default: best for the target)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | tflite | tensorrt, or all: every format the target runs, in one bundle (default: the target's first)."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32 | fp16 | int8 (default fp32; with --budget-ms: chosen)."),
     budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="ofa-mbv3: select the best subnet x precision under this latency."),
     memory_mb: Optional[float] = typer.Option(None, "--memory-mb", help="With --budget-ms: memory budget (default: the device's)."),
@@ -33,13 +33,15 @@ def export_command(
     seed: int = typer.Option(0, "--seed", help="With --budget-ms: seed of the search."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (the dynamo exporter needs >= 18)."),
     dynamo: bool = typer.Option(False, "--dynamo", help="Use the torch.export-based ONNX exporter."),
-    atol: float = typer.Option(1e-4, "--atol", help="Parity: |onnx - torch| <= atol + rtol x |torch| per element."),
-    rtol: float = typer.Option(1e-3, "--rtol", help="Parity: relative part of the criterion (see --atol)."),
+    atol: float = typer.Option(1e-4, "--atol", callback=number_range(0), help="Parity: |onnx - torch| <= atol + rtol x |torch| per element."),
+    rtol: float = typer.Option(1e-3, "--rtol", callback=number_range(0), help="Parity: relative part of the criterion (see --atol)."),
     bn_data: Optional[Path] = typer.Option(None, "--bn-data", help="ofa-mbv3: BatchNorm recalibration images, .npy (N, C, H, W) (default: the family's data)."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="int8 calibration samples only: .npy shaped (N, ...)."),
     calib_samples: int = typer.Option(64, "--calib-samples", help="How many calibration samples to use."),
-    max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", help="Refuse --bn-data or int8/fp16 losing more held-out accuracy (0.05 = 5 points)."),
+    max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", callback=number_range(0, 1), help="Refuse --bn-data or int8/fp16 losing more held-out accuracy (0.05 = 5 points)."),
+    min_agreement: float = typer.Option(0.99, "--min-agreement", help="Language models: refuse an int8/fp16 decoder below this greedy token agreement with fp32 (0.99 = 99%)."),
     bench_runs: int = typer.Option(50, "--bench-runs", help="Timed runs on this host after export (0 skips)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail when the target's unit cannot run some nodes (op coverage; default: warn)."),
     out_dir: Path = typer.Option(Path("edgekit-bundle"), "--out", "-o", help="Bundle directory to write."),
     force: bool = typer.Option(False, "--force", help="Replace --out even if it is not an edgekit bundle (its files are lost)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
@@ -58,7 +60,8 @@ def export_command(
         output=OutputConfig(format=fmt, precision=precision, opset=opset, dynamo=dynamo,
                             int8_calibration_data=calib_data, int8_calibration_samples=calib_samples),
         search=SearchConfig(budget_ms=budget_ms, memory_mb=memory_mb, unit=unit, seed=seed),
-        validation=ValidationConfig(atol=atol, rtol=rtol, max_accuracy_drop=max_accuracy_drop),
+        validation=ValidationConfig(atol=atol, rtol=rtol, max_accuracy_drop=max_accuracy_drop,
+                                    min_token_agreement=min_agreement, strict=strict),
         measure=MeasureConfig(runs=bench_runs),
         force=force,
     )
@@ -67,6 +70,7 @@ def export_command(
     manifest = result.manifest
 
     def render() -> None:
+        from edgekit.exporters.coverage import CoverageReport
         from edgekit.targets.estimate import LatencyEstimate
 
         latency = [LatencyEstimate.from_json(item, f"{result.path}: latency[{i}]") for i, item in enumerate(manifest.latency)]
@@ -75,12 +79,19 @@ def export_command(
                         ["file", "size", "sha256"], rows))
         for line in _parity_lines(manifest.validation):
             out.print(line)
+        for fmt, entry in manifest.formats.items():  # --format all
+            files = ", ".join(graph.file for graph in entry["graphs"].values())
+            out.print(f"also {fmt} {entry['precision']} ({files}): " + "; ".join(_parity_lines(entry["validation"])))
         accuracy = manifest.validation.get("accuracy")
         for step in accuracy["steps"] if accuracy else ():
             out.print(f"{step['label']}: held-out top-1 {100 * step['before']:.1f}% -> {100 * step['after']:.1f}% "
                       f"({step['samples']} samples, {step['runtime']}; before: {step['baseline']})")
         variant = manifest.validation.get("precision")
-        if variant:
+        if variant and "token_agreement" in variant:  # a language model's decoder variant
+            from edgekit.models.slm.quantize import agreement_line
+
+            out.print(agreement_line(manifest.precision, variant), markup=False)
+        elif variant:
             vs = variant["vs_fp32"]
             text = f"{manifest.precision} vs fp32: mean relative error {vs['mean_rel_error']:.2e}"
             if vs["top1_agreement"] is not None:
@@ -108,6 +119,12 @@ def export_command(
                           f"on this host vs {search['budget_ms']:g} ms")
         if result.latency_note and not any(entry.target == manifest.target for entry in latency):
             out.print(f"latency on {manifest.target}: no prediction: {result.latency_note}")
+        for graph, record in manifest.validation.get("op_coverage", {}).items():  # nodes the target's unit cannot run
+            report = CoverageReport.from_json(record)
+            if report.nodes:  # all supported: recorded in the manifest; `edgekit inspect --target` shows it
+                out.print("warning: " + report.summary() + (f" [{graph}]" if len(manifest.graphs) > 1 else ""), markup=False)
+        for runtime, kit in manifest.extra.get("kits", {}).items():  # device build kits (exporters/kits.py)
+            out.print(f"{runtime} build kit: {', '.join(kit['files'])} ({kit['verified']})", markup=False)
 
     emit({"bundle": str(result.path), "manifest": manifest.to_json(),
           **({"latency_note": result.latency_note} if result.latency_note else {})}, as_json, render)

@@ -43,7 +43,9 @@ def generate_command(
     top_p: float = typer.Option(1.0, "--top-p", help="Sample within this probability mass."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
     stream: bool = typer.Option(False, "--stream", help="Print each token as it is generated (with beams: as soon as every beam that can still win agrees on it)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads (default: the runtime's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
+    draft: Optional[str] = typer.Option(None, "--draft", help="input: greedy with drafts copied from the input, verified in one decoder call (same tokens, fewer calls)."),
+    draft_tokens: int = typer.Option(8, "--draft-tokens", help="With --draft input: tokens drafted per decoder call at most."),
     as_json: bool = typer.Option(False, "--json", help="Print ids (and text) as JSON."),
 ) -> None:
     """Generate from a language-model bundle: --text "..." or --input-ids 5,6,7."""
@@ -70,9 +72,12 @@ def generate_command(
 
     sequences = lm.generate(
         rows, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample, temperature=temperature,
-        top_k=top_k, top_p=top_p, seed=seed, on_token=on_token if stream else None,
+        top_k=top_k, top_p=top_p, seed=seed, on_token=on_token if stream else None, draft=draft,
+        draft_tokens=draft_tokens,
     )
     result = {"sequences": sequences.tolist(), "new_tokens": lm.completions(sequences, rows)}
+    if draft is not None:
+        result["draft"] = lm.last_draft_stats.to_json()
     if text:
         result["text"] = lm.decode(sequences, rows)
     if stream:
@@ -84,6 +89,11 @@ def generate_command(
             out.print(f"ids: {' '.join(map(str, row))}")
             if text:
                 out.print(f"text: {result['text'][i]}")
+        if draft is not None:
+            stats = result["draft"]
+            out.print(f"draft: {stats['accepted']} of {stats['drafted']} drafted tokens accepted "
+                      f"({100 * stats['accept_rate']:.1f}%), {stats['decoder_calls']} decoder calls for "
+                      f"{stats['new_tokens']} new tokens")
 
     emit(result, as_json, render)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import typer
 
@@ -42,6 +42,8 @@ def _render_graph(title: str, graph: dict[str, Any]) -> None:
 def inspect_command(
     model: Path = typer.Argument(..., help="Bundle directory or .onnx file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="List the nodes this target's units would run elsewhere or fail on (op coverage)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="With --target: check this unit only (default: every unit with a published op list)."),
 ) -> None:
     """Describe a model: I/O specs, op histogram, parameter count and MACs (batch 1) of each graph."""
     from edgekit.exporters.onnx import read_onnx_specs
@@ -68,8 +70,48 @@ def inspect_command(
         if manifest is not None:
             out.print(f"bundle: {manifest.name} for {manifest.target} ({manifest.task}, {manifest.format} "
                       f"{manifest.precision}, {len(graphs)} graph(s))", markup=False)
+            variant = manifest.validation.get("precision") or {}
+            if "token_agreement" in variant:  # a language model's int8/fp16 decoder, measured against fp32
+                from edgekit.models.slm.quantize import agreement_line
 
-    emit(data, as_json, render)
+                out.print(agreement_line(manifest.precision, variant), markup=False)
+
+    if target is not None:
+        data["op_coverage"] = _coverage(model, manifest, target, unit)
+    base_render = render
+
+    def render_all() -> None:
+        base_render()
+        for graph, reports in data.get("op_coverage", {}).items():
+            _render_coverage(graph if len(data["op_coverage"]) > 1 else "", reports)
+
+    emit(data, as_json, render_all)
+
+
+def _coverage(model: Path, manifest, target: str, unit: str | None) -> dict[str, list[dict[str, Any]]]:
+    """graph -> the op-coverage report of each unit checked (edgekit.exporters.coverage)."""
+    from edgekit.exporters.coverage import coverage_of_file
+    from edgekit.runtimes.bundle import bundle_member
+    from edgekit.targets import resolve_target
+
+    resolved = resolve_target(target, None)
+    files = {name: bundle_member(model, g.file) for name, g in manifest.graphs.items()} if manifest else {"model": model}
+    units = [unit] if unit else None
+    return {name: [r.to_json() for r in coverage_of_file(path, resolved, units)] for name, path in files.items()}
+
+
+def _render_coverage(graph: str, reports: list[dict[str, Any]]) -> None:
+    from edgekit.exporters.coverage import CoverageReport
+
+    for record in reports:
+        report = CoverageReport.from_json(record)
+        out.print(("" if not graph else f"[{graph}] ") + report.summary(), markup=False)
+        if report.nodes:
+            rows = [[n.name, n.op_type, n.action, n.reason] for n in report.nodes if not n.reason.startswith("after ")]
+            after = len(report.nodes) - len(rows)
+            if after:  # split once: the nodes after the cut move with it; --json lists each
+                rows.append(["...", "", report.nodes[0].action, f"{after} more nodes after the cut (--json lists them)"])
+            out.print(table(f"nodes {report.target} unit {report.unit} will not run", ["node", "op", "what happens", "why"], rows))
 
 
 def register(app: typer.Typer) -> None:

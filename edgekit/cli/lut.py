@@ -19,7 +19,7 @@ def build_command(
     space: str = typer.Option("ofa-mbv3-shapes", "--space", help="Search space name (edgekit ofa info)."),
     resolutions: Optional[str] = typer.Option(None, "--resolutions", help="Comma-separated; default: all of the space's."),
     fit_subnets: int = typer.Option(12, "--fit-subnets", help="Whole subnets timed to fit scale and intercept."),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | int8 (blocks exported and converted)."),
     runs: int = typer.Option(40, "--runs", help="Timed runs per block."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fitting subnets."),

@@ -17,12 +17,13 @@ TOP_NODES = 15
 def profile_command(
     model: Path = typer.Argument(..., help="Bundle directory or .onnx file."),
     target: str = typer.Option("host", "--target", "-t", help="Where to measure: host, or a device reached with --agent."),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads (fixed, for repeatable numbers)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads (fixed, for repeatable numbers)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs first."),
     runs: int = typer.Option(50, "--runs", "-n", help="Timed runs."),
     per_node: bool = typer.Option(False, "--per-node", help="Also time every graph node (onnxruntime profiling)."),
     agent: Optional[str] = typer.Option(None, "--agent", help="URL of the device's agent (edgekit agent), e.g. http://rpi5:8765."),
     token: Optional[str] = typer.Option(None, "--token", envvar="EDGEKIT_AGENT_TOKEN", help="The agent's token."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the agent's token (instead of --token, which shows in ps)."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the agent."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Precision to store it under (default: the bundle's, else fp32)."),
     store_path: Optional[Path] = typer.Option(None, "--store", help="Latency store file (default: the user cache)."),
@@ -44,6 +45,10 @@ def profile_command(
         )
     if agent is not None and target_name == "host":
         raise UsageError("--agent measures a device: give that device's --target (results are stored under it), not host")
+    if token_file is not None:
+        from edgekit.targets.agent_client import read_token
+
+        token, _ = read_token(None, token_file)
     if agent is not None and not token:
         raise UsageError("--agent needs --token (or EDGEKIT_AGENT_TOKEN): the token the agent was started with")
     if precision is None:

@@ -26,13 +26,14 @@ def read_inputs(specs: List[str], input_names: tuple[str, ...]) -> dict[str, np.
             if len(input_names) != 1:
                 raise UsageError(f"--input {item}: the model has inputs {list(input_names)}; use --input NAME=FILE.npy")
             name, file_name = input_names[0], item
+        if name in feeds:
+            raise UsageError(f"--input {item}: input {name!r} is given twice")
         path = Path(file_name)
         if not path.is_file():
             raise UsageError(f"--input {item}: no such file {path}")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"--input {item}: {path} is not a readable .npy file ({exc})") from exc
+        from edgekit.runtimes.limits import load_npy
+
+        feeds[name] = load_npy(path, f"--input {item}")  # header checked before anything is allocated
     return feeds
 
 
@@ -51,7 +52,7 @@ def run_command(
     model: Path = typer.Argument(..., help="Bundle directory or .onnx file."),
     inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or NAME=x.npy for each input."),
     out_dir: Path = typer.Option(Path("edgekit-outputs"), "--out", "-o", help="Directory for <output>.npy files."),
-    threads: int = typer.Option(None, "--threads", help="Intra-op threads (default: the runtime's)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Run a model on .npy inputs and write each output as OUT/<name>.npy."""

@@ -49,8 +49,10 @@ def select_command(
     unit: Optional[str] = typer.Option(None, "--unit", help="Restrict to one unit: gpu, cpu, npu, dla0, ..."),
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | int8."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search."),
-    margin: float = typer.Option(0.1, "--margin", help="Predicted latency must fit budget / (1 + margin)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: 1 on host, all cores elsewhere)."),
+    margin: Optional[float] = typer.Option(
+        None, "--margin", help="Predicted latency must fit budget / (1 + margin) (default: the target's error against "
+                               "published measurements where it has one, else 0.1)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: 1 on host, all cores elsewhere)."),
     predictor: Optional[Path] = typer.Option(None, "--accuracy-predictor", help="A predictor path stem (default: shipped)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the Pareto front with the budget line as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -80,7 +82,7 @@ def select_command(
                       f"{', '.join(data['writable_formats']) or 'nothing this target runs'})")
         rows = [[f"{c['latency_ms']:.3f}", f"{100 * c['accuracy']:.2f}", f"{c['unit']}/{c['precision']}", c["format"],
                  "yes" if c["writable"] else "no*", c["config"]["r"],
-                 "yes" if c["latency_ms"] * (1 + margin) <= budget_ms else ""] for c in data["pareto"]]
+                 "yes" if c["latency_ms"] * (1 + data["margin"]) <= budget_ms else ""] for c in data["pareto"]]
         step = max(1, len(rows) // 15)
         out.print(table("Pareto front (predicted)", ["ms", "acc %", "unit/precision", "format", "writable", "res", "fits"],
                         rows[::step]))

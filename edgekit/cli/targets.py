@@ -19,6 +19,34 @@ def _peak(unit) -> str:
     return ", ".join(f"{p} {v:g} {scale[p]}" for p, v in unit.peak.items()) or "not published"
 
 
+def published_rows(target, directory: Optional[Path] = None) -> list[dict]:
+    """Per unit x runtime x precision: how well the latency model matches published measurements
+    (n points, median ratio error in-sample and cross-validated), or that none exist (datasheet roofline);
+    your refits (edgekit truth add) replace the shipped fits and say so."""
+    from edgekit.targets.fitted import tables_dir
+    from edgekit.targets.published_fit import user_fits
+
+    rows = []
+    for unit in target.units:
+        yours = {(f.runtime, f.precision): f for f in user_fits(directory or tables_dir(), target.name, unit.name)}
+        shipped = {(f.runtime, f.precision): f for f in unit.published}
+        for precision in unit.precisions:
+            fits = [(yours.get(k, f), k in yours) for k, f in {**shipped, **yours}.items() if k[1] == precision]
+            for fit, refit in fits:
+                rows.append({"unit": unit.name, "runtime": fit.runtime, "precision": precision, "points": fit.points,
+                             "models": list(fit.models), "median_error": fit.median_error,
+                             "cv_median_error": fit.cv_median_error, "sources": list(fit.sources),
+                             "fit": "yours (edgekit truth add)" if refit else "shipped"})
+            if not fits:
+                rows.append({"unit": unit.name, "runtime": unit.runtime, "precision": precision, "points": 0,
+                             "models": [], "median_error": None, "cv_median_error": None, "sources": [], "fit": None})
+    return rows
+
+
+def _error(value) -> str:
+    return "-" if value is None else f"x{value:.2f}"
+
+
 @app.command("list")
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the bundled target profiles."""
@@ -96,10 +124,17 @@ def show_command(
             rows.append([unit.name, unit.kind, unit.runtime, ", ".join(unit.formats), ", ".join(unit.precisions),
                          _peak(unit), ", ".join(limits) or "-"])
         out.print(table("units", ["unit", "kind", "runtime", "formats", "precisions", "peak (dense)", "constraints"], rows))
+        truth = [[r["unit"], r["runtime"], r["precision"], str(r["points"]), _error(r["median_error"]),
+                  _error(r["cv_median_error"]) if r["points"] else "no published points: datasheet roofline",
+                  ", ".join(r["models"]) + (" (your refit)" if r["fit"] and r["fit"] != "shipped" else "")]
+                 for r in data["published"]]
+        out.print(table("error against published measurements (median ratio; edgekit benchmarks/device_truth.py)",
+                        ["unit", "runtime", "precision", "n", "median error", "cross-validated", "models"], truth))
         if estimates is not None:
             lat_rows = [[r["unit"], r["precision"], "unknown" if r["ms"] is None else f"{r['ms']:.3f}", r["source"],
-                         "; ".join(r["notes"])] for r in estimates["latency"]]
-            out.print(table(f"{model} on {target.name} (batch 1)", ["unit", "precision", "ms", "source", "notes"], lat_rows))
+                         _error(r.get("error")), "; ".join(r["notes"])] for r in estimates["latency"]]
+            out.print(table(f"{model} on {target.name} (batch 1)", ["unit", "precision", "ms", "source", "error", "notes"],
+                            lat_rows))
             mem = estimates["memory"]
             fit_text = ", ".join(f"{p} {mb:.1f} MB" + ("" if mem["fits"][p] in (None, True) else " (does not fit)")
                                  for p, mb in mem["megabytes"].items())
@@ -107,6 +142,7 @@ def show_command(
                       + (f"{target.memory_gb:g} GB" if target.memory_gb else "not published"))
 
     data = target.to_dict()
+    data["published"] = published_rows(target, Path(store_path).parent if store_path else None)
     if estimates is not None:
         data["model_estimates"] = estimates
     emit(data, as_json, render)

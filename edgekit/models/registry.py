@@ -48,7 +48,9 @@ class Family:
     ``precisions`` limits what it exports (None: whatever the format writes; ``precision_note`` says
     where the others come from); ``dynamo`` is False when its graphs cannot take the torch.export-based
     exporter (``dynamo_note`` says why); ``bn_data``: it recalibrates BatchNorm, so ``--bn-data`` applies;
-    ``searchable``: ``--budget-ms`` selects among its subnets.
+    ``searchable``: ``--budget-ms`` selects among its subnets; ``variant``: the ``"module:function"`` that
+    writes a precision variant of a model of several graphs from its fp32 bundle
+    (``(fp32_dir, out, precision, *, min_agreement, threads, force, say) -> Manifest``).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Family:
     dynamo_note: str = ""
     bn_data: bool = False
     searchable: bool = False
+    variant: str | None = None
 
     def matches(self, ref: str) -> bool:
         if self.prefix is not None:
@@ -81,8 +84,9 @@ class Family:
 
 _SLM = "edgekit.models.slm.export:slm_source"
 _SLM_LIMITS = dict(
-    precisions=("fp32",),
-    precision_note="LM bundles export as fp32; make int8/fp16 decoder variants with python -m edgekit.tools.slm_quantize",
+    precisions=("fp32", "int8", "fp16"),
+    precision_note="int8 / fp16 apply to the decoder and LM head, measured against fp32 (--min-agreement)",
+    variant="edgekit.models.slm.quantize:export_variant",
     dynamo=False,
     dynamo_note="torch.export cannot take the dynamic KV-cache axes of its graphs yet; export without --dynamo",
 )

@@ -39,9 +39,9 @@ class Budget:
     memory_mb: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.latency_ms, (int, float)) or not self.latency_ms > 0:
+        if not isinstance(self.latency_ms, (int, float)) or not 0 < self.latency_ms < float("inf"):
             raise UsageError(f"--budget-ms must be a number > 0, got {self.latency_ms!r}")
-        if self.memory_mb is not None and not self.memory_mb > 0:
+        if self.memory_mb is not None and not 0 < self.memory_mb < float("inf"):
             raise UsageError(f"--memory-mb must be a number > 0, got {self.memory_mb!r}")
 
 

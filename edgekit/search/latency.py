@@ -1,7 +1,8 @@
 """Fast subnet latency for search: per-block predictions cached by block key, summed per subnet.
 
 The source is edgekit's one chooser's (:func:`edgekit.targets.estimate.choose_basis`): a measured
-block table (fitted to whole subnets) > the target's calibrated per-op model > the roofline over
+block table (fitted to whole subnets) > the target's calibrated per-op model > the fit to published
+device measurements shipped in the target TOML (``calibrated (published)``) > the roofline over
 published numbers. Every distinct block of the search space (``space.blocks(config)``) is predicted
 once, so a subnet costs ~20 dict lookups.
 
@@ -13,7 +14,7 @@ Example:
     >>> model = SubnetLatency(space, load_target("jetson"), "gpu", "fp16")
     >>> ms = model.predict(sample(space, random.Random(0)))
     >>> ms > 0, model.source
-    (True, 'modeled')
+    (True, 'calibrated (published)')
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edgekit.runtimes.errors import TargetError
 from edgekit.targets.calibrated import FEATURES, Calibration, features
 from edgekit.targets.estimate import choose_basis
 from edgekit.targets.latency import predict_ms
+from edgekit.targets.published_features import predict_published
 from edgekit.targets.lut import BlockTable
 
 __all__ = ["SubnetLatency"]
@@ -43,6 +45,7 @@ class SubnetLatency:
         method = basis.method(blocks=True)  # a subnet is always known by its blocks
         self.table = basis.table if method == "table" else None
         self.calibration = basis.calibration if method == "calibration" else None
+        self.published = basis.published if method == "published" else None  # fit to published points
         self.source = basis.source(blocks=True)
         self._cache: dict[str, object] = {}
         self._coefficients = np.array([self.calibration.coefficients[f] for f in FEATURES]) if self.calibration else None
@@ -57,6 +60,8 @@ class SubnetLatency:
             elif self.calibration is not None:
                 value = features(spec.ops(), self.calibration.peak_tops, self.precision)
                 value[-1] = 0.0  # the constant is added once per subnet, not per block
+            elif self.published is not None:
+                value = predict_published(self.published, spec.ops(), self.target, self.unit)
             else:
                 value = predict_ms(spec.ops(), self.target, self.unit, self.precision, self.threads).ms
                 if value is None:

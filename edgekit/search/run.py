@@ -16,7 +16,7 @@ __all__ = ["run_selection", "selection_json"]
 
 def run_selection(model: str | None, target, budget_ms: float, *, memory_mb: float | None = None,
                   unit: str | None = None, precision: str = "auto", seed: int = 0, threads: int | None = None,
-                  writable_only: bool = False, predictor_path: Path | None = None, margin: float = 0.1):
+                  writable_only: bool = False, predictor_path: Path | None = None, margin: float | None = None):
     """Search the family of ``model`` for ``target``; returns (family, Selection).
 
     CPU predictions default to 1 thread on the host (as edgekit measures there) and all cores elsewhere.

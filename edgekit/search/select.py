@@ -36,7 +36,9 @@ from .evolution import Budget, NoFeasibleCandidate, SearchResult, evolve
 from .latency import SubnetLatency
 from .space import AccuracyModel, SearchSpace
 
-__all__ = ["Option", "Selection", "deployment_options", "select", "writable"]
+__all__ = ["Option", "Selection", "deployment_options", "select", "writable", "default_margin", "FIXED_MARGIN"]
+
+FIXED_MARGIN = 0.1  # the margin for prediction error where no published fit says how large it is
 
 
 @dataclass(frozen=True)
@@ -79,23 +81,43 @@ def deployment_options(target, unit: str | None = None, precision: str = "auto",
     return options
 
 
+def default_margin(models) -> float:
+    """The margin for prediction error over the options' latency models: the largest of the published
+    fits' cross-validated errors (x1.3 -> 0.3) and 10% for options without one, at most 0.9.
+
+    Example:
+        >>> from edgekit.models.ofa import get_space
+        >>> from edgekit.targets import load_target
+        >>> from .latency import SubnetLatency
+        >>> space = get_space("ofa-mbv3-tiny")
+        >>> default_margin([SubnetLatency(space, load_target("jetson"), "gpu", "fp16")])
+        0.288
+        >>> default_margin([SubnetLatency(space, load_target("jetson"), "gpu", "int8")])
+        0.1
+    """
+    margins = [round(m.published.error - 1.0, 3) if getattr(m, "published", None) is not None else FIXED_MARGIN
+               for m in models]
+    return min(max(margins, default=FIXED_MARGIN), 0.9)
+
+
 def select(
     space: SearchSpace, target, budget_ms: float, accuracy: AccuracyModel, *, memory_limit_mb: float | None = None,
     unit: str | None = None, precision: str = "auto", seed: int = 0, threads: int | None = None,
     writable_only: bool = False, population: int = 100, generations: int = 30, time_limit_s: float | None = 5.0,
-    tables: dict | None = None, directory: Path | None = None, margin: float = 0.1,
+    tables: dict | None = None, directory: Path | None = None, margin: float | None = None,
 ) -> Selection:
     """Evolutionary search for the most accurate candidate under the budget on ``target``.
 
     ``margin`` keeps a safety gap for prediction error: a candidate's predicted latency must fit
     ``budget / (1 + margin)``. Choosing right at the budget edge misses it about half the time, since
     predictions err both ways (median 4-5% against measurement on this host, see benchmarks/).
+    By default it is :func:`default_margin` of the options searched: the cross-validated error of the
+    target's fit to published measurements where an option has one, else 10%.
     """
-    if not 0.0 <= margin < 1.0:
+    if margin is not None and not 0.0 <= margin < 1.0:
         raise UsageError(f"--margin must be in [0, 1), got {margin}")
     budget = Budget(budget_ms, memory_limit_mb if memory_limit_mb is not None else
                     (target.memory_gb * 1000 if target.memory_gb else None))
-    search_budget = Budget(budget_ms / (1.0 + margin), budget.memory_mb)
     options, models, skipped = [], {}, []
     for option in deployment_options(target, unit, precision, writable_only):
         if option.precision not in accuracy.precisions:
@@ -112,6 +134,9 @@ def select(
         models[option] = model
     if not options:
         raise EdgekitError(f"no option of {target.name} can be predicted: " + "; ".join(skipped))
+    if margin is None:
+        margin = default_margin([models[o] for o in options])
+    search_budget = Budget(budget_ms / (1.0 + margin), budget.memory_mb)
     if budget.memory_mb is not None:
         smallest_mb = min(space.memory_mb(space.smallest(), o.precision) for o in options)
         if smallest_mb > budget.memory_mb:

@@ -1,0 +1,45 @@
+"""MobileNetV3-Large 1.0 (Howard et al., 2019) in plain torch, from the blocks of edgekit's MobileNetV3-Small.
+
+Example:
+    >>> round(sum(p.numel() for p in mobilenet_v3_large().parameters()) / 1e6, 2)
+    5.48
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgekit.models.mobilenet import InvertedResidual, _conv_bn_act
+
+__all__ = ["mobilenet_v3_large"]
+
+# (kernel, expanded channels, out channels, squeeze-excite, h-swish, stride), from the paper's Table 1.
+_LARGE = (
+    (3, 16, 16, False, False, 1), (3, 64, 24, False, False, 2), (3, 72, 24, False, False, 1),
+    (5, 72, 40, True, False, 2), (5, 120, 40, True, False, 1), (5, 120, 40, True, False, 1),
+    (3, 240, 80, False, True, 2), (3, 200, 80, False, True, 1), (3, 184, 80, False, True, 1),
+    (3, 184, 80, False, True, 1), (3, 480, 112, True, True, 1), (3, 672, 112, True, True, 1),
+    (5, 672, 160, True, True, 2), (5, 960, 160, True, True, 1), (5, 960, 160, True, True, 1),
+)
+
+
+class MobileNetV3Large(nn.Module):
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn_act(3, 16, 3, 2, act=nn.Hardswish)]
+        cin = 16
+        for kernel, expanded, cout, se, hswish, stride in _LARGE:
+            layers.append(InvertedResidual(cin, kernel, expanded, cout, se, hswish, stride))
+            cin = cout
+        layers.append(_conv_bn_act(cin, 960, 1, act=nn.Hardswish))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
+def mobilenet_v3_large(num_classes: int = 1000) -> MobileNetV3Large:
+    """MobileNetV3-Large width 1.0."""
+    return MobileNetV3Large(num_classes)
