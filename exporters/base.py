@@ -38,6 +38,7 @@ __all__ = [
     "Exporter",
     "BaseExporter",
     "exporter_for",
+    "parity_subject",
     "check_format",
     "writable",
 ]
@@ -136,7 +137,18 @@ class BaseExporter(ABC):
     def validate(self, artifact: Artifact, graph: ExportGraph, *, atol: float, rtol: float) -> ValidationReport:
         session = self.validation_session(artifact.path, artifact.inputs)
         return check_parity(session, graph.module, artifact.inputs, feeds=graph.validation_feeds, trials=graph.trials,
-                            atol=atol, rtol=rtol, where=str(artifact.path))
+                            atol=atol, rtol=rtol, where=parity_subject(self.format, graph.name))
+
+
+def parity_subject(fmt: str, graph: str) -> str:
+    """How a parity failure names what failed: the graph and format, never the staging file (it is deleted
+    with the failed export).
+
+    Example:
+        >>> parity_subject("onnx", "model")
+        "the exported onnx file of graph 'model'"
+    """
+    return f"the exported {fmt} file of graph {graph!r}"
 
 
 def writable(fmt: str) -> bool:

@@ -30,11 +30,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.errors import ExportError, ModelLoadError, UsageError, require
+from edgekit.runtimes.errors import ExportError, ModelLoadError, UsageError, one_line, require
 from edgekit.runtimes.spec import TensorSpec
 from edgekit.targets.opkinds import op_kind
 
-from .base import Artifact, BaseExporter, ExportGraph, ExportOptions
+from .base import Artifact, BaseExporter, ExportGraph, ExportOptions, parity_subject
 from .graph_stats import GraphStats, NodeCost
 from .onnx import _quiet
 from .parity import ValidationReport, check_parity, output_names_of, run_example
@@ -86,11 +86,6 @@ def _batch_one(graph: ExportGraph) -> tuple[Any, ...]:
     return tuple(cut)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class TfliteExporter(BaseExporter):
     """The TFLite format's exporter (see the module docstring)."""
 
@@ -116,7 +111,7 @@ class TfliteExporter(BaseExporter):
             with _quiet():
                 litert_torch.convert(graph.module, example).export(str(path))
         except Exception as exc:
-            raise ExportError(f"TFLite conversion (litert-torch) failed: {_one_line(exc)}") from exc
+            raise ExportError(f"TFLite conversion (litert-torch) failed: {one_line(exc)}") from exc
         from edgekit.runtimes.litert import LiteRtSession
 
         session = LiteRtSession(path)
@@ -133,7 +128,7 @@ class TfliteExporter(BaseExporter):
         trials = tuple(t for t in graph.trials if all(t[k] == v for k, v in base.items() if k != "batch"))
         session = self.validation_session(artifact.path, artifact.inputs)
         return check_parity(session, graph.module, artifact.inputs, feeds=graph.validation_feeds, trials=trials,
-                            atol=atol, rtol=rtol, where=str(artifact.path))
+                            atol=atol, rtol=rtol, where=parity_subject(self.format, graph.name))
 
     def graph_stats(self, path: Path) -> GraphStats:
         return tflite_stats(path)
@@ -163,7 +158,7 @@ class TfliteExporter(BaseExporter):
                     calibration = job.calibrate({"serving_default": _signature_feeds(fp32_path, inputs, int8_calibration)})
                 result = job.quantize(calibration, enable_progress_report=False)
         except Exception as exc:
-            raise ExportError(f"{fp32_path}: {precision} quantization (ai-edge-quantizer) failed: {_one_line(exc)}") from exc
+            raise ExportError(f"{fp32_path}: {precision} quantization (ai-edge-quantizer) failed: {one_line(exc)}") from exc
         Path(out_path).write_bytes(result.quantized_model)
         return {"method": method, "quantizer": f"ai-edge-quantizer {_version('ai-edge-quantizer')}"}
 
@@ -195,7 +190,7 @@ def tflite_stats(path: str | Path) -> GraphStats:
         ops = interpreter._get_ops_details()
         tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     except (AttributeError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: cannot read the TFLite graph ({_one_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: cannot read the TFLite graph ({one_line(exc)})") from exc
     produced = {int(i) for op in ops for i in op["outputs"]}
     graph_inputs = {d["index"] for d in interpreter.get_input_details()}
     constant = {i for i in tensors if i not in produced and i not in graph_inputs}

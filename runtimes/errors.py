@@ -21,6 +21,7 @@ __all__ = [
     "ExportError",
     "ValidationError",
     "UsageError",
+    "one_line",
 ]
 
 
@@ -67,6 +68,28 @@ class ValidationError(EdgekitError):
     def __init__(self, message: str, report: object | None = None) -> None:
         self.report = report
         super().__init__(message)
+
+
+_ANSI = None
+
+
+def one_line(exc: BaseException) -> str:
+    """A foreign exception's message for a one-line error: its first non-empty line, terminal colour codes
+    removed (torch.load's pickle errors carry both), or the exception's type when it says nothing.
+
+    Example:
+        >>> one_line(RuntimeError("\\x1b[1mWeights only load failed\\x1b[0m.\\nre-run with weights_only=False"))
+        'Weights only load failed.'
+        >>> one_line(KeyError())
+        'KeyError'
+    """
+    import re
+
+    global _ANSI
+    if _ANSI is None:
+        _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def require(module: str, extra: str):

@@ -62,3 +62,30 @@ def test_a_missing_accuracy_predictor_says_how_to_build_one(tmp_path, monkeypatc
     (tmp_path / "garbage.pt").write_bytes(b"\x80\x04garbage")
     cli_error(capsys, ["select", "--target", "rpi5", "--budget-ms", "5", "--accuracy-predictor", "garbage.pt"], 2,
               "no accuracy predictor at garbage.json")
+
+
+class _Payload:
+    """Unpickling this would call os.system: a file from elsewhere must never run it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_a_hostile_slm_checkpoint_is_one_clean_line(tmp_path, monkeypatch, capsys):
+    """`slm:` errors carried torch's colour codes over six lines, and a pickle-protocol warning on stderr."""
+    import warnings
+
+    from edgekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(_Payload()))
+    before = snapshot(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", "--model", "slm:evil.pt", "--out", "o"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [err[0]] and "evil.pt: not an edgekit SLM checkpoint (UnpicklingError: Weights only load failed." in err[0]
+    assert "\x1b" not in err[0] and not [w for w in caught if issubclass(w.category, UserWarning)]
+    assert snapshot(tmp_path) == before

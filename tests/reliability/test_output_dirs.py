@@ -84,3 +84,14 @@ def test_export_json_error_is_a_json_object(tmp_path, monkeypatch, capsys):
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
     cli_error(capsys, ["export", "--model", "tests.fixtures.tiny_models:tiny_cnn", "--out", "photos", "--json"], 1,
               "exists and is not an edgekit bundle")
+
+
+def test_a_parity_failure_names_the_graph_not_a_deleted_staging_file(tmp_path, monkeypatch, capsys):
+    """The error named `.out.XXXX.staging/model.onnx`, a folder already removed when the user reads it."""
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    err = cli_error(capsys, ["export", "--model", "tests.fixtures.tiny_models:tiny_cnn", "--atol", "0", "--rtol", "0",
+                             "--out", "o", "--bench-runs", "0"], 1,
+                    "the exported onnx file of graph 'model': output 'output' differs from torch by up to")
+    assert "staging" not in err and str(tmp_path) not in err
+    assert snapshot(tmp_path) == before

@@ -14,13 +14,15 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgekit.runtimes.errors import ModelLoadError
+from edgekit.runtimes.errors import ModelLoadError, one_line
 
 from .config import SlmConfig
 from .layers import DecoderBlock, EncoderBlock, RMSNorm, mask_bias
@@ -160,11 +162,13 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a hostile file: the error says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
         config = SlmConfig.from_json(payload["config"])
+        model = build_model(config)
+        model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
     except Exception as exc:
-        raise ModelLoadError(f"{path}: not an edgekit SLM checkpoint ({type(exc).__name__}: {exc})") from exc
-    model = build_model(config)
-    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+        raise ModelLoadError(f"{path}: not an edgekit SLM checkpoint ({type(exc).__name__}: {one_line(exc)})") from exc
     model.meta = dict(payload.get("meta", {}))
     return model.eval()
