@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["mobilenet_v3_small", "INPUT_SHAPE"]
+__all__ = ["MobileNetV3", "mobilenet_v3_small", "INPUT_SHAPE"]
 
 INPUT_SHAPE = (1, 3, 224, 224)
 
@@ -79,22 +79,30 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-class MobileNetV3Small(nn.Module):
-    input_shape = INPUT_SHAPE
+class MobileNetV3(nn.Module):
+    """MobileNetV3 from its block table: (kernel, expanded, out, squeeze-excite, h-swish, stride) per block,
+    then a 1x1 conv to ``last`` channels and a two-layer head of ``head`` hidden units (Small and Large)."""
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, blocks, last: int, head: int, num_classes: int = 1000) -> None:
         super().__init__()
         layers = [_conv_bn_act(3, 16, 3, 2, act=nn.Hardswish)]
         cin = 16
-        for kernel, expanded, cout, se, hswish, stride in _SMALL:
+        for kernel, expanded, cout, se, hswish, stride in blocks:
             layers.append(InvertedResidual(cin, kernel, expanded, cout, se, hswish, stride))
             cin = cout
-        layers.append(_conv_bn_act(cin, 576, 1, act=nn.Hardswish))
+        layers.append(_conv_bn_act(cin, last, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(), nn.Linear(1024, num_classes))
+        self.classifier = nn.Sequential(nn.Linear(last, head), nn.Hardswish(), nn.Linear(head, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).mean((2, 3)))
+
+
+class MobileNetV3Small(MobileNetV3):
+    input_shape = INPUT_SHAPE
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__(_SMALL, 576, 1024, num_classes)
 
 
 def mobilenet_v3_small(num_classes: int = 1000, seed: int = 0) -> MobileNetV3Small:

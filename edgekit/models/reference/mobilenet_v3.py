@@ -7,10 +7,7 @@ Example:
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from edgekit.models.mobilenet import InvertedResidual, _conv_bn_act
+from edgekit.models.mobilenet import MobileNetV3
 
 __all__ = ["mobilenet_v3_large"]
 
@@ -24,20 +21,9 @@ _LARGE = (
 )
 
 
-class MobileNetV3Large(nn.Module):
+class MobileNetV3Large(MobileNetV3):
     def __init__(self, num_classes: int = 1000) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [_conv_bn_act(3, 16, 3, 2, act=nn.Hardswish)]
-        cin = 16
-        for kernel, expanded, cout, se, hswish, stride in _LARGE:
-            layers.append(InvertedResidual(cin, kernel, expanded, cout, se, hswish, stride))
-            cin = cout
-        layers.append(_conv_bn_act(cin, 960, 1, act=nn.Hardswish))
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(), nn.Linear(1280, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).mean((2, 3)))
+        super().__init__(_LARGE, 960, 1280, num_classes)
 
 
 def mobilenet_v3_large(num_classes: int = 1000) -> MobileNetV3Large:
