@@ -51,12 +51,12 @@ def test_a_trickling_client_without_a_token_is_cut_at_the_whole_request_deadline
                 break
             sock.settimeout(0.25)  # one byte every 0.25 s: each read is well inside the 1 s per-read timeout
             try:
-                if sock.recv(1) == b"":
-                    closed_after = time.monotonic() - start
-                    break
+                sock.recv(4096)  # an answer (408) or the end of the stream: either way the server cut the request
             except socket.timeout:
-                pass
-    assert closed_after is not None and closed_after < 3.0, closed_after  # before the fix: never (200 x 0.25 s)
+                continue
+            closed_after = time.monotonic() - start
+            break
+    assert closed_after is not None and closed_after < 5.0, closed_after  # before the fix: never (200 x 0.25 s)
 
 
 def test_a_slow_upload_gets_408_at_the_deadline(server_factory):
@@ -90,7 +90,7 @@ def test_connections_beyond_the_cap_get_503_at_once(server_factory):
             start = time.monotonic()
             answer = extra.recv(4096)
             assert answer.startswith(b"HTTP/1.1 503 ") and b"busy: 3 connections are being served" in answer
-            assert time.monotonic() - start < 1.0
+            assert time.monotonic() - start < 2.5  # at once, not after the 5 s deadline
     finally:
         for sock in holders:
             sock.close()
