@@ -135,6 +135,28 @@ def target_formats(target) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fmt for unit in target.units for fmt in unit.formats))
 
 
+def _default_precision(target, fmt: str, say: Progress) -> str:
+    """fp32, unless no unit of the target runs a ``fmt`` file at fp32 (the Edge TPU runs int8 only): then the
+    first precision that a unit runs and edgekit can write in ``fmt``, said in the progress.
+
+    Example:
+        >>> _default_precision(resolve_target("coral"), "tflite", print)
+        no unit of coral-edgetpu runs tflite at fp32: exporting int8
+        'int8'
+        >>> _default_precision(resolve_target("rpi5"), "tflite", print)
+        'fp32'
+    """
+    from edgekit.runtimes.formats import get_format
+    from edgekit.runtimes.precision import PRECISIONS
+    from edgekit.targets.estimate import units_for_format
+
+    runs = [p for p in PRECISIONS if units_for_format(target, fmt, p) and p in get_format(fmt).precisions]
+    if not runs or "fp32" in runs:
+        return "fp32"
+    say(f"no unit of {target.name} runs {fmt} at fp32: exporting {runs[0]}")
+    return runs[0]
+
+
 def _installed(fmt: str) -> bool:
     from edgekit.runtimes.formats import get_format, missing_modules
 
@@ -301,9 +323,9 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
     search: dict[str, Any] | None = None
     if request.search.budget_ms is not None:
         request, search = _apply_selection(request, family, target, say)
-    elif request.output.precision is None:
-        request = replace(request, output=replace(request.output, precision="fp32"))
     fmt = _choose_format(request, target)
+    if request.output.precision is None:
+        request = replace(request, output=replace(request.output, precision=_default_precision(target, fmt, say)))
     exporter = exporter_for(fmt, request.precision)
     _check_family_options(request, family)
     if family.variant is not None and request.precision != "fp32":

@@ -206,3 +206,17 @@ def test_bench_formats_all_prints_a_row_per_format(tiny_all, capsys):
     assert all(row["p50_ms"] > 0 and row["bytes"] > 0 and row["parity_vs_torch_max_abs"] < 1e-4 for row in rows.values())
     assert {(i["format"], i["precision"]) for i in data["not_in_bundle"]} == \
         {("tflite", "fp16"), ("tflite", "int8"), ("onnx", "fp16"), ("onnx", "int8")}
+
+
+def test_coral_gets_int8_by_default(tmp_path):
+    """The Edge TPU runs full-int8 only: without --precision the export wrote fp32 TFLite and predicted nothing."""
+    from edgekit.models.registry import ModelRequest
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
+
+    said = []
+    manifest = export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest("ofa-mbv3", subnet=SMALL_SUBNET),
+                                           target="coral", measure=MeasureConfig(runs=0)), said.append).manifest
+    assert (manifest.format, manifest.precision) == ("tflite", "int8")
+    assert "no unit of coral-edgetpu runs tflite at fp32: exporting int8" in said
+    assert manifest.latency[0]["unit"] == "tpu" and manifest.latency[0]["source"] != "measured"
+    assert manifest.validation["precision"]["vs_fp32"]["accuracy_drop"] <= INT8_MAX_DROP
