@@ -45,7 +45,7 @@ def write_result(name: str, data: Mapping[str, Any]) -> Path:
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor()},
         **data,
     }
-    from edgekit.runtimes.bundle import atomic_write_text
+    from edgekit.runtimes.files import atomic_write_text
 
     path = RESULTS / f"{name}.json"
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

@@ -48,7 +48,8 @@ def tiny_onnx() -> bytes:
 
 def write(out: Path, version: str, model: bytes) -> None:
     """Write the bundle ``version`` to ``out`` (in this process)."""
-    from edgekit.runtimes.bundle import BundleWriter, Graph, Manifest
+    from edgekit.runtimes.bundle import Graph, Manifest
+    from edgekit.runtimes.bundle_writer import BundleWriter
     from edgekit.runtimes.spec import TensorSpec
 
     with BundleWriter(out) as stage:
@@ -77,7 +78,7 @@ def child(out: Path, version: str, model_path: Path, mode: str, step: str) -> No
             original(staged, dest)
 
         swap._after_step = kill_after
-        import edgekit.runtimes.bundle as bundle
+        import edgekit.runtimes.bundle_writer as bundle
 
         bundle.swap_in = staged_then_swap
     write(out, version, model_path.read_bytes())

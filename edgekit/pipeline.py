@@ -27,7 +27,8 @@ from edgekit import export_steps as steps
 from edgekit.exporters.base import ExportOptions, exporter_for
 from edgekit.exporters.kits import device_step
 from edgekit.models.registry import Family, ModelRequest, families, find_family
-from edgekit.runtimes.bundle import BundleWriter, Graph, Manifest
+from edgekit.runtimes.bundle import Graph, Manifest
+from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.formats import import_ref
 from edgekit.targets import resolve_target  # torch-free: re-exported for callers of the pipeline

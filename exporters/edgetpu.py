@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from edgekit.runtimes.bundle import atomic_write_text
+from edgekit.runtimes.files import atomic_write_text
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.spec import TensorSpec
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.bundle import atomic_write_text
+from edgekit.runtimes.files import atomic_write_text
 from edgekit.runtimes.errors import ExportError, UsageError
 from edgekit.runtimes.spec import TensorSpec
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle, BundleWriter, Graph, Manifest, read_bundle
+from .bundle import Bundle, Graph, Manifest, read_bundle
 from .errors import (
     BundleError,
     EdgekitError,
@@ -98,3 +98,13 @@ def load_file(path: str | Path, fmt: str | None = None, **options: Any) -> Sessi
     """
     path = Path(path)
     return backend_class(fmt or format_for_file(path), str(path))(path, **options)
+
+
+def __getattr__(name: str):
+    """``edgekit.runtimes.BundleWriter`` on first use: a device app that only reads bundles never imports
+    the write side."""
+    if name == "BundleWriter":
+        from .bundle_writer import BundleWriter
+
+        return BundleWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from edgekit.runtimes.errors import TargetError, UsageError
 
-from .target import FORMATS, KINDS, PRECISIONS, RUNTIMES, ComputeUnit, Target, load_target_file
+from .target import FORMATS, KINDS, PRECISIONS, RUNTIMES, ComputeUnit, Target
+from .target_file import load_target_file
 
 __all__ = [
     "ComputeUnit",

@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.bundle import atomic_write_text
+from edgekit.runtimes.files import atomic_write_text
 from edgekit.runtimes.errors import TargetError
 from edgekit.runtimes.precision import bytes_per_element
 

@@ -1,6 +1,6 @@
 """What this machine's CPU is, read from the OS: the facts behind the ``host`` target.
 
-:func:`edgekit.targets.target.load_target_file` fills a profile with ``detect = true`` (the bundled
+:func:`edgekit.targets.target_file.load_target_file` fills a profile with ``detect = true`` (the bundled
 ``host.toml``) from :func:`detect_host`; this module knows nothing about profiles.
 
 Peak fp32 is *derived*, not measured: logical cores x clock x FP32 FLOP/cycle/core, with 64 FLOP/cycle

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgekit.runtimes.bundle import atomic_write_text
+from edgekit.runtimes.files import atomic_write_text
 from edgekit.runtimes.errors import EdgekitError
 
 __all__ = [

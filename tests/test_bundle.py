@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from edgekit.runtimes.bundle import BundleWriter, Graph, Manifest, read_bundle
+from edgekit.runtimes.bundle import Graph, Manifest, read_bundle
+from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import BundleError
 from edgekit.runtimes.spec import TensorSpec
 

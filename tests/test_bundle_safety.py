@@ -13,7 +13,8 @@ import pytest
 
 import edgekit.runtimes as rt
 from edgekit.cli import main
-from edgekit.runtimes.bundle import BundleWriter, Graph, Manifest, read_bundle
+from edgekit.runtimes.bundle import Graph, Manifest, read_bundle
+from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import BundleError, ModelLoadError
 from edgekit.runtimes.spec import TensorSpec
 

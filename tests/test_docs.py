@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.runtimes.errors import TargetError
-from edgekit.targets.target import load_target_file
+from edgekit.targets.target_file import load_target_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

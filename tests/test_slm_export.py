@@ -18,7 +18,8 @@ from edgekit.models.slm.model import build_model, save_checkpoint  # noqa: E402
 from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
-from edgekit.runtimes.bundle import BundleWriter, read_bundle  # noqa: E402
+from edgekit.runtimes.bundle import read_bundle  # noqa: E402
+from edgekit.runtimes.bundle_writer import BundleWriter  # noqa: E402
 from edgekit.runtimes.errors import BundleError, ModelLoadError, UsageError, ValidationError  # noqa: E402
 
 TINY = SlmConfig.encoder_decoder(layers=3, d_model=32, n_heads=2, d_ff=64, max_length=64)

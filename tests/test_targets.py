@@ -16,6 +16,7 @@ from edgekit.runtimes.errors import EdgekitError, TargetError
 from edgekit.targets import ComputeUnit, Target, list_targets, load_target, load_target_file, target_names
 from edgekit.targets import host as host_module
 from edgekit.targets import target as target_module
+from edgekit.targets import target_file as target_file_module
 from edgekit.targets.host import HostInfo, detect_host
 
 BUNDLED = Path(targets.__file__).parent
@@ -287,7 +288,7 @@ def test_host_without_clock_has_no_peak_and_toml_values_win():
         name="host", description="this machine", default_unit="cpu",
         units=(ComputeUnit(name="cpu", kind="cpu", runtime="onnxruntime", formats=("onnx",), cores=2),),
     )
-    filled = target_module.apply_host(pinned, HostInfo("cpu", 64, 3.0, frozenset({"avx2", "fma"}), 1.0))
+    filled = target_file_module.apply_host(pinned, HostInfo("cpu", 64, 3.0, frozenset({"avx2", "fma"}), 1.0))
     assert filled.unit("cpu").cores == 2
     assert filled.unit("cpu").peak["fp32"] == pytest.approx(2 * 3.0 * 32 / 1000)
     assert filled.memory_gb == 1.0
@@ -308,7 +309,7 @@ def test_import_is_torch_free_and_cheap():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("module", [targets, target_module, host_module])
+@pytest.mark.parametrize("module", [targets, target_module, target_file_module, host_module])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from edgekit.models.ofa import SubnetConfig, get_space
-    from edgekit.runtimes.bundle import atomic_write_text
+    from edgekit.runtimes.files import atomic_write_text
     from edgekit.runtimes.precision import PRECISIONS
     from edgekit.search.accuracy import AccuracyPredictor
 

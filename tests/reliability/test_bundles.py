@@ -12,7 +12,8 @@ import pytest
 
 import edgekit.runtimes as rt
 from edgekit.runtimes import swap
-from edgekit.runtimes.bundle import BundleWriter, read_bundle
+from edgekit.runtimes.bundle import read_bundle
+from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import BundleError, EdgekitError
 
 from .helpers import cli_error, load_benchmark, snapshot

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edgekit.runtimes as rt
-from edgekit.runtimes.bundle import BundleWriter
+from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import BundleError
 
 from .helpers import load_benchmark

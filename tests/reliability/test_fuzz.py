@@ -90,7 +90,7 @@ def _toml_value(value) -> str:
 @given(st.sampled_from(["memory_gb", "memory_bandwidth_gbps", "clock_ghz", "cores", "fp32", "fp16", "kind", "runtime",
                         "default_unit", "verified", "name", "arch"]), toml_scalars)
 def test_target_toml_field_fuzz_only_edgekit_errors(tmp_path_factory, field, value):
-    from edgekit.targets.target import load_target_file
+    from edgekit.targets.target_file import load_target_file
 
     lines = RPI5.read_text().splitlines()
     for i, line in enumerate(lines):
@@ -108,7 +108,7 @@ def test_target_toml_field_fuzz_only_edgekit_errors(tmp_path_factory, field, val
 @FAST
 @given(st.binary(max_size=300))
 def test_target_toml_random_bytes_only_edgekit_errors(tmp_path_factory, blob):
-    from edgekit.targets.target import load_target_file
+    from edgekit.targets.target_file import load_target_file
 
     path = tmp_path_factory.mktemp("toml") / "board.toml"
     path.write_bytes(blob)

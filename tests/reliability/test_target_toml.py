@@ -9,7 +9,7 @@ import pytest
 
 import edgekit.targets
 from edgekit.runtimes.errors import TargetError
-from edgekit.targets.target import MAX_TARGET_FILE_BYTES, RANGES, load_target_file
+from edgekit.targets.target_file import MAX_TARGET_FILE_BYTES, RANGES, load_target_file
 
 from .helpers import cli_error, snapshot
 

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.bundle import atomic_write_text
+from edgekit.runtimes.files import atomic_write_text
 from edgekit.runtimes.errors import UsageError
 
 from .predictor_weights import npz_path, pt_to_npz, read_weights

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.bundle import BundleWriter, Graph, Manifest, read_bundle
+from edgekit.runtimes.bundle import Graph, Manifest, read_bundle
+from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import UsageError, ValidationError, require
 
 __all__ = ["VARIANTS", "decoder_variant", "compare", "agreement", "task_prompts", "export_variant", "agreement_line"]
