@@ -6,8 +6,11 @@ images) and MobileNetV3-Small (random weights: latency and size only). Each file
 format's own exporter (exporters/onnx.py, exporters/tflite.py) and runs in the format's runtime backend
 (onnxruntime; ai-edge-litert with XNNPACK, its default, and without it); int8 is calibrated on 64 OFA-family images (the family's data
 for OFA; the same synthetic shape images at 224 px for MobileNetV3-Small, which has no data). All six files
-of a model are timed in interleaved rounds (batch 1, warmed up). The encoder-decoder SLM column of issue 10
-is not measured here: SLMs in TFLite are not written yet.
+of a model are timed in interleaved rounds (batch 1, warmed up). The shipped encoder-decoder SLM
+(``slm-encdec``) is exported as six bundles through ``edgekit export`` (ONNX with dynamic shapes; TFLite with
+static shapes: the source padded to 128 tokens, a 128-slot KV cache), timed as greedy generation (16 input,
+16 new tokens, interleaved), with exact match on 200 held-out letters examples and greedy-token agreement
+with its format's fp32 bundle as the export measured it.
 
 Example:
     python benchmarks/formats.py --runs 60
@@ -78,6 +81,39 @@ def _measure(name: str, source, calibration: list[dict], held_out, runs: int, wa
     return rows
 
 
+def _slm_rows(work: Path, runs: int) -> list[dict[str, Any]]:
+    """The shipped SLM in both formats at every precision: size, first token, decode speed, task score."""
+    import edgekit.runtimes as rt
+    from edgekit.models.registry import ModelRequest
+    from edgekit.models.slm.quantize import task_prompts
+    from edgekit.pipeline import ExportRequest, OutputConfig, export_bundle
+    from edgekit.targets.measure import measure_generation_interleaved
+
+    bundles = {}
+    for fmt in FORMATS:
+        for precision in PRECISIONS:
+            out = work / f"slm-{fmt}-{precision}"
+            export_bundle(ExportRequest(out=out, model=ModelRequest("slm-encdec"),
+                                        output=OutputConfig(format=fmt, precision=precision)))
+            bundles[(fmt, precision)] = out
+    sessions = {key: rt.load(path, threads=1) for key, path in bundles.items()}
+    prompt = [list(range(40, 56))]
+    stats = measure_generation_interleaved(sessions, prompt, 16, warmup=3, runs=max(5, runs // 4))
+    prompts, targets, _, new_tokens = task_prompts(next(iter(sessions.values())).bundle.manifest)
+    rows = []
+    for (fmt, precision), lm in sessions.items():
+        texts = [lm.tokenizer.decode(row) for row in lm.completions(lm.generate(prompts, max_new_tokens=new_tokens), prompts)]
+        manifest = lm.bundle.manifest
+        agreement = manifest.validation.get("precision", {}).get("token_agreement")
+        rows.append({"model": "slm-encdec (shipped)", "format": fmt, "precision": precision, "runtime": lm.decoder.backend,
+                     "bytes": sum(int(manifest.files[g.file]["bytes"]) for g in manifest.graphs.values()),
+                     "first_token_ms": stats[(fmt, precision)].first_token_ms[0],
+                     "decode_tokens_per_s": stats[(fmt, precision)].decode_tokens_per_s[0],
+                     "exact_match": float(np.mean([t == g for t, g in zip(texts, targets)])),
+                     "token_agreement_vs_fp32": 1.0 if precision == "fp32" else agreement})
+    return rows
+
+
 def _selection(budget_ms: float) -> dict[str, Any]:
     """What ``edgekit select --target host --budget-ms B`` picks (format, precision, its latency source)."""
     from edgekit.pipeline import resolve_target
@@ -126,11 +162,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"edgekit select --target host --budget-ms {budget:.1f} (ofa-mbv3) picks {selected['format']} "
           f"{selected['precision']} ({selected['latency_source']} {selected['latency_ms']:.3f} ms): "
           f"{'the same' if agrees else 'NOT the fastest measured here'}")
-    print("SLM column: not measured (SLMs in TFLite are out of scope of this change)")
+    with tempfile.TemporaryDirectory(prefix="edgekit-formats-slm-") as tmp:
+        slm = _slm_rows(Path(tmp), args.runs)
+    print_table("The shipped SLM: ONNX (dynamic shapes) vs TFLite (static: 128-token source, 128-slot cache); greedy, "
+                "16 input + 16 new tokens, 1 thread, interleaved; measured",
+                ["format", "precision", "runtime", "size KB", "first token ms", "decode tokens/s",
+                 "exact match (200 held-out)", "tokens = fp32"],
+                [[r["format"], r["precision"], r["runtime"], f"{r['bytes'] / 1024:.0f}", f"{r['first_token_ms']:.3f}",
+                  f"{r['decode_tokens_per_s']:.0f}", f"{100 * r['exact_match']:.1f}%",
+                  "-" if r["token_agreement_vs_fp32"] is None else f"{100 * r['token_agreement_vs_fp32']:.2f}%"] for r in slm])
+    best_slm = max(slm, key=lambda r: r["decode_tokens_per_s"])
+    print(f"fastest decode here for the SLM: {best_slm['format']} {best_slm['precision']} "
+          f"({best_slm['decode_tokens_per_s']:.0f} tokens/s)")
     path = write_result("formats", {"runs": args.runs, "warmup": args.warmup, "threads": 1, "rows": rows,
                                     "fastest": fastest, "selection": {**selected, "budget_ms": budget,
                                                                       "picks_the_fastest": agrees},
-                                    "slm": "not measured: SLMs in TFLite are not written yet"})
+                                    "slm": slm})
     print(f"wrote {path}")
     return 0
 

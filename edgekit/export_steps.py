@@ -76,7 +76,8 @@ def validation_record(exporter: Exporter, source: ModelSource, exported: Mapping
     if source.chained_check is not None:
         say("checking the chained graphs against the source model")
         record["chained_vs_source"] = dict(source.chained_check(
-            lambda name: exporter.validation_session(exported[name].file, exported[name].artifact.inputs), atol, rtol))
+            lambda name: exporter.validation_session(exported[name].file, exported[name].artifact.inputs,
+                                                     outputs=exported[name].artifact.outputs), atol, rtol))
     record["max_abs_error"] = {name: e.report.worst_abs for name, e in exported.items()}
     record["atol"], record["rtol"] = atol, rtol
     return record

@@ -30,7 +30,7 @@ from edgekit.models.registry import Family, ModelRequest, families, find_family
 from edgekit.runtimes.bundle import Graph, Manifest
 from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import UsageError
-from edgekit.runtimes.formats import import_ref
+from edgekit.runtimes.formats import formats, get_format, import_ref, missing_modules
 from edgekit.targets import resolve_target  # torch-free: re-exported for callers of the pipeline
 
 __all__ = ["ExportRequest", "OutputConfig", "SearchConfig", "ValidationConfig", "MeasureConfig", "ExportResult",
@@ -113,8 +113,6 @@ def toolchain_versions(fmt: str = "onnx") -> dict[str, str]:
     format's exporter and runtime modules."""
     from importlib import metadata
 
-    from edgekit.runtimes.formats import get_format
-
     record = get_format(fmt)
     versions = {"python": platform.python_version(), "edgekit": edgekit.__version__}
     for package in dict.fromkeys(("torch", *record.exporter_modules, *record.runtime_modules)):
@@ -147,7 +145,6 @@ def _default_precision(target, fmt: str, say: Progress) -> str:
         >>> _default_precision(resolve_target("rpi5"), "tflite", print)
         'fp32'
     """
-    from edgekit.runtimes.formats import get_format
     from edgekit.runtimes.precision import PRECISIONS
     from edgekit.targets.estimate import units_for_format
 
@@ -159,23 +156,17 @@ def _default_precision(target, fmt: str, say: Progress) -> str:
 
 
 def _installed(fmt: str) -> bool:
-    from edgekit.runtimes.formats import get_format, missing_modules
-
     return not missing_modules(get_format(fmt).exporter_modules)
 
 
 def _writable_formats(target) -> list[str]:
     """The target's formats that edgekit can write with what is installed here, best first."""
-    from edgekit.runtimes.formats import get_format
-
     return [fmt for fmt in target_formats(target) if get_format(fmt).available and _installed(fmt)]
 
 
 def _choose_format(request: ExportRequest, target) -> str:
     """``--format``, else the target's first format (see :func:`target_formats`) that edgekit can write with
     what is installed here; a named format whose exporter is not installed names its pip extra."""
-    from edgekit.runtimes.formats import formats, get_format, missing_modules
-
     fmt = request.output.format
     if fmt is not None:
         if fmt not in target.formats:
@@ -332,7 +323,7 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
     if family.variant is not None and request.precision != "fp32":
         return _family_variant(request, family, exporter, target, say)
     say(f"loading model {request.model.ref or 'default'}")
-    source = family.load(request.model)
+    source = family.load(replace(request.model, static_shapes=get_format(fmt).static_shapes))
     if not source.single_graph and request.precision != "fp32":
         raise UsageError(f"--precision {request.precision}: {source.name} has graphs {', '.join(source.graphs)}; "
                          "precision variants are written for single-graph models")

@@ -57,6 +57,8 @@ class Format:
     are those edgekit can write. ``reason`` says why a planned format cannot be written yet, or how an
     available one is written. ``runtime_modules`` / ``exporter_modules`` are the Python modules the
     backend / exporter need (``edgekit formats`` reports whether they are installed here).
+    ``static_shapes``: its files fix every axis but the batch at export (a family that has a static-shape form
+    of its graphs, such as the SLMs' fixed-size KV cache, gives that form for it).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Format:
     runtime_modules: tuple[str, ...] = ()
     exporter_modules: tuple[str, ...] = ()
     extra: str = "export"  # the pip extra that installs exporter_modules: pip install 'edgekit[EXTRA]'
+    static_shapes: bool = False
 
     def __post_init__(self) -> None:
         for field_name in ("precisions", "other_runtimes", "runtime_modules", "exporter_modules"):
@@ -117,7 +120,8 @@ _FORMATS: dict[str, Format] = {
         Format("tflite", ".tflite", "litert", backend="edgekit.runtimes.litert:LiteRtSession",
                exporter="edgekit.exporters.tflite:TfliteExporter", precisions=("fp32", "fp16", "int8"),
                reason=_TFLITE_NOTE, other_runtimes=("qnn", "edgetpu"), runtime_modules=("ai_edge_litert",),
-               exporter_modules=("torch", "litert_torch", "ai_edge_quantizer", "ai_edge_litert"), extra="tflite"),
+               exporter_modules=("torch", "litert_torch", "ai_edge_quantizer", "ai_edge_litert"), extra="tflite",
+               static_shapes=True),
         Format("tensorrt", ".engine", "tensorrt", backend="edgekit.runtimes.tensorrt:TensorRTSession",
                reason="engine built on the device from the bundle's ONNX by its build kit; TensorRT cannot be installed here",
                runtime_modules=("tensorrt",)),

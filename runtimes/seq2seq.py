@@ -305,6 +305,55 @@ class _Seq2SeqStepper:
         self.past = {k: v[:, :, :length] for k, v in self.past.items()}
 
 
+class _StaticSeq2SeqStepper:
+    """The same steps over static-shape graphs (TFLite): the source padded to the encoder's fixed length, one
+    decoder call per token with a fixed-size cache whose slot ``position`` this class writes
+    (edgekit.models.slm.static describes the graphs)."""
+
+    def __init__(self, session: "Seq2SeqSession", ids: np.ndarray, mask: np.ndarray) -> None:
+        source_length = int(session.encoder.inputs[0].shape[1])
+        if ids.shape[1] > source_length:
+            raise InputMismatchError(f"input_ids: {ids.shape[1]} tokens but this static-shape bundle's encoder takes at "
+                                     f"most {source_length} (export with the onnx format for longer inputs)")
+        pad = ((0, 0), (0, source_length - ids.shape[1]))
+        ids = np.pad(ids, pad, constant_values=int(session.generation["pad_token_id"]))
+        self.decoder, self.mask = session.decoder, np.pad(mask, pad)
+        self.cross = session.encoder.run({"input_ids": ids, "attention_mask": self.mask})
+        self.past_names = session.past_names
+        slots = session.decoder.inputs[3].shape[1:]
+        self.cache = {name: np.zeros((ids.shape[0], *slots), np.float32) for name in self.past_names}
+        self.position = 0
+
+    def expand(self, n: int) -> None:
+        self.mask = np.repeat(self.mask, n, axis=0)
+        self.cross = {k: np.repeat(v, n, axis=0) for k, v in self.cross.items()}
+        self.cache = {k: np.repeat(v, n, axis=0) for k, v in self.cache.items()}
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        slots = next(iter(self.cache.values())).shape[2]
+        if self.position + tokens.shape[1] > slots:
+            raise InputMismatchError(f"decoder: {self.position + tokens.shape[1]} positions but this static-shape "
+                                     f"bundle's KV cache holds {slots} (lower max_new_tokens)")
+        logits = []
+        for column in range(tokens.shape[1]):
+            out = self.decoder.run({"decoder_input_ids": tokens[:, column : column + 1],
+                                    "cache_position": np.full((tokens.shape[0], 1), self.position, np.int64),
+                                    "encoder_attention_mask": self.mask, **self.cache, **self.cross})
+            for name in self.past_names:
+                self.cache[name][:, :, self.position] = out[name.replace("past_", "new_", 1)][:, :, 0]
+            self.position += 1
+            logits.append(out["logits"])
+        self.last_logits = np.concatenate(logits, axis=1)
+        return self.last_logits[:, -1, :]
+
+    def reorder(self, index: np.ndarray) -> None:
+        self.cache = {k: v[index] for k, v in self.cache.items()}
+
+    def truncate(self, length: int) -> None:
+        self.position = length  # later slots are masked out until they are written again
+
+
 class Seq2SeqSession(LMSession):
     """An encoder-decoder bundle. ``run`` gives teacher-forced logits; ``generate`` decodes."""
 
@@ -321,15 +370,17 @@ class Seq2SeqSession(LMSession):
         self.present_names = [s.name for s in decoder.outputs if s.name.startswith("present_")]
         self.heads = int(self.model_info["heads"])
         self.head_dim = int(self.model_info["head_dim"])
+        static = any(s.name == "cache_position" for s in decoder.inputs)  # a fixed-size cache (TFLite)
+        self._stepper_class = _StaticSeq2SeqStepper if static else _Seq2SeqStepper
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stepper = _Seq2SeqStepper(self, feeds["input_ids"], feeds["attention_mask"])
+        stepper = self._stepper_class(self, feeds["input_ids"], feeds["attention_mask"])
         stepper.step(feeds["decoder_input_ids"])
         return {"logits": stepper.last_logits}
 
     def _stepper(self, ids, mask, cfg):
         start = int(self.generation["decoder_start_token_id"])
-        return _Seq2SeqStepper(self, ids, mask), np.full((ids.shape[0], 1), start, np.int64)
+        return self._stepper_class(self, ids, mask), np.full((ids.shape[0], 1), start, np.int64)
 
     def _prompt_width(self, ids: np.ndarray) -> int:
         return 1  # the decoder start token

@@ -26,7 +26,8 @@ import numpy as np
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.session import Session
 
-__all__ = ["LatencyStats", "GenerationStats", "measure_latency", "measure_interleaved", "interleaved_ms", "measure_generation", "summarize"]
+__all__ = ["LatencyStats", "GenerationStats", "measure_latency", "measure_interleaved", "interleaved_ms", "measure_generation",
+           "measure_generation_interleaved", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -203,3 +204,32 @@ def measure_generation(
     first, step, total = zip(*(_timed_generation(lm, input_ids, new_tokens) for _ in range(runs)))
     return GenerationStats(_p50_p90(first), _p50_p90(step), _p50_p90(total), runs, warmup, len(input_ids),
                            len(input_ids[0]), new_tokens)
+
+
+def measure_generation_interleaved(
+    lms: Mapping[str, Any], input_ids: Sequence[Sequence[int]], new_tokens: int, *, warmup: int = 3, runs: int = 20
+) -> dict[str, GenerationStats]:
+    """:func:`measure_generation` of several sessions, one generation of each in turn per round (A B A B), so a
+    noisy neighbour slows them alike.
+
+    Example:
+        >>> import edgekit.runtimes as rt                                                       # doctest: +SKIP
+        >>> stats = measure_generation_interleaved({"onnx": rt.load("b", format="onnx"),        # doctest: +SKIP
+        ...                                         "tflite": rt.load("b", format="tflite")}, [[40] * 16], 16)
+    """
+    _check_runs(runs, warmup)
+    if new_tokens < 2:
+        raise UsageError(f"new_tokens must be >= 2 (decode speed is timed after the first token), got {new_tokens}")
+    for _ in range(warmup):
+        for lm in lms.values():
+            _timed_generation(lm, input_ids, new_tokens)
+    times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in lms}
+    for _ in range(runs):
+        for name, lm in lms.items():
+            times[name].append(_timed_generation(lm, input_ids, new_tokens))
+    stats = {}
+    for name, rows in times.items():
+        first, step, total = zip(*rows)
+        stats[name] = GenerationStats(_p50_p90(first), _p50_p90(step), _p50_p90(total), runs, warmup, len(input_ids),
+                                      len(input_ids[0]), new_tokens, source="measured, interleaved")
+    return stats

@@ -120,8 +120,6 @@ def format_rows(model: Path, warmup: int, runs: int, threads: int, seed: int = 0
     if not model.is_dir():
         raise UsageError(f"--formats all: {model} is a model file; it takes a bundle directory")
     manifest = read_bundle(model).manifest
-    if manifest.task in ("seq2seq", "causal-lm"):
-        raise UsageError(f"--formats all: {model} is a {manifest.task} bundle; it times one-graph bundles")
     sessions, rows, not_here = {}, [], []
     for fmt in manifest.format_names:
         record = find_format(fmt)
@@ -132,6 +130,14 @@ def format_rows(model: Path, warmup: int, runs: int, threads: int, seed: int = 0
         sessions[fmt] = rt.load(model, format=fmt, threads=threads)
     if not sessions:
         raise UsageError(f"--formats all: no runtime of {list(manifest.format_names)} is installed here ({not_here})")
+    held = {(fmt, manifest.for_format(fmt).precision) for fmt in manifest.format_names}
+    lacking = [{"format": fmt, "precision": p, "make": f"edgekit export ... --format {fmt} --precision {p}"}
+               for fmt in manifest.format_names if (record := find_format(fmt)) is not None
+               for p in record.precisions if (fmt, p) not in held]
+    common = {"model": str(model), "threads": threads, "runs": runs, "source": "measured, interleaved",
+              "not_runnable_here": not_here, "not_in_bundle": lacking}
+    if manifest.task in ("seq2seq", "causal-lm"):
+        return {**common, "task": manifest.task, "rows": _generation_rows(manifest, sessions, warmup, runs, seed)}
     first = next(iter(sessions.values()))
     feeds, _ = random_feeds(first.inputs, None, manifest.example_sizes, seed=seed)
     outputs = {fmt: session.run(feeds) for fmt, session in sessions.items()}
@@ -153,12 +159,35 @@ def format_rows(model: Path, warmup: int, runs: int, threads: int, seed: int = 0
             "vs_fp32": {k: variant.get(k) for k in ("mean_rel_error", "top1_agreement")} if variant else None,
             "top1": accuracy.get("top1"), "accuracy_data": validation.get("accuracy", {}).get("data"),
         })
-    held = {(fmt, manifest.for_format(fmt).precision) for fmt in manifest.format_names}
-    lacking = [{"format": fmt, "precision": p, "make": f"edgekit export ... --format {fmt} --precision {p}"}
-               for fmt in manifest.format_names if (record := find_format(fmt)) is not None
-               for p in record.precisions if (fmt, p) not in held]
-    return {"model": str(model), "threads": threads, "runs": runs, "source": "measured, interleaved",
-            "rows": rows, "not_runnable_here": not_here, "not_in_bundle": lacking}
+    return {**common, "rows": rows}
+
+
+_AGREEMENT_PROMPTS = 8
+
+
+def _generation_rows(manifest: Any, sessions: Mapping[str, Any], warmup: int, runs: int, seed: int) -> list[dict]:
+    """Generation bundles: first-token ms and decode tokens/s of each format (greedy, timed interleaved), and
+    how many of the greedy tokens on seeded prompts equal the first format's."""
+    from edgekit.targets.measure import measure_generation_interleaved
+
+    first = next(iter(sessions.values()))
+    prompt = fixed_prompt(first, _INPUT_TOKENS, seed=seed)
+    stats = measure_generation_interleaved(sessions, prompt, _NEW_TOKENS, warmup=min(warmup, 3), runs=runs)
+    prompts = [fixed_prompt(first, _INPUT_TOKENS, seed=seed + 1 + i)[0] for i in range(_AGREEMENT_PROMPTS)]
+    tokens = {fmt: np.asarray(lm.generate(prompts, max_new_tokens=_NEW_TOKENS)) for fmt, lm in sessions.items()}
+    reference = next(iter(tokens))
+    rows = []
+    for fmt, lm in sessions.items():
+        view, same = manifest.for_format(fmt), tokens[fmt].shape == tokens[reference].shape
+        rows.append({
+            "format": fmt, "precision": view.precision, "runtime": lm.decoder.backend,
+            "bytes": sum(int(manifest.files[g.file]["bytes"]) for g in view.graphs.values()),
+            "first_token_ms_p50": stats[fmt].first_token_ms[0], "decode_tokens_per_s_p50": stats[fmt].decode_tokens_per_s[0],
+            "token_agreement_vs": {"format": reference, "value": float(np.mean(tokens[fmt] == tokens[reference])) if same else 0.0,
+                                   "prompts": len(prompts)},
+            "parity_vs_torch_max_abs": _worst(view.validation.get("max_abs_error")) if view.precision == "fp32" else None,
+        })
+    return rows
 
 
 def _bench_formats(model: Path, warmup: int, runs: int, threads: int, as_json: bool) -> None:
@@ -168,6 +197,9 @@ def _bench_formats(model: Path, warmup: int, runs: int, threads: int, as_json: b
         def pct(value: Any) -> str:
             return "-" if value is None else f"{100 * value:.1f}%"
 
+        if "task" in data:
+            _render_generation(model, data, threads, runs)
+            return
         rows = [[r["format"], r["precision"], r["runtime"], f"{r['bytes'] / 1024:.1f} KB", f"{r['p50_ms']:.3f}",
                  f"{r['p90_ms']:.3f}", f"{r['max_abs_diff_vs']['value']:.2e}",
                  "-" if r["parity_vs_torch_max_abs"] is None else f"{r['parity_vs_torch_max_abs']:.1e}",
@@ -177,13 +209,30 @@ def _bench_formats(model: Path, warmup: int, runs: int, threads: int, as_json: b
         out.print(table(f"{model}: every format here ({threads} thread(s), {runs} interleaved runs; measured)",
                         ["format", "precision", "runtime", "size", "p50 ms", "p90 ms", f"max |diff| vs {first}",
                          "parity vs torch", "top-1 agreement vs fp32", "held-out top-1"], rows))
-        for item in data["not_runnable_here"]:
-            out.print(f"{item['format']}: not run here (missing {', '.join(item['missing'])})")
-        if data["not_in_bundle"]:
-            out.print("not in the bundle: " + ", ".join(f"{i['format']} {i['precision']}" for i in data["not_in_bundle"])
-                      + " (export them with --format F --precision P)")
+        _render_missing(data)
 
     emit(data, as_json, render)
+
+
+def _render_generation(model: Path, data: Mapping[str, Any], threads: int, runs: int) -> None:
+    rows = [[r["format"], r["precision"], r["runtime"], f"{r['bytes'] / 1024:.1f} KB", f"{r['first_token_ms_p50']:.3f}",
+             f"{r['decode_tokens_per_s_p50']:.1f}", f"{100 * r['token_agreement_vs']['value']:.1f}%",
+             "-" if r["parity_vs_torch_max_abs"] is None else f"{r['parity_vs_torch_max_abs']:.1e}"]
+            for r in data["rows"]]
+    first = data["rows"][0]["format"]
+    out.print(table(f"{model}: every format here ({threads} thread(s), greedy, {_INPUT_TOKENS} input tokens, "
+                    f"{_NEW_TOKENS} new tokens, {runs} interleaved runs; measured)",
+                    ["format", "precision", "runtime", "size", "first token ms p50", "decode tokens/s p50",
+                     f"tokens equal to {first}", "parity vs torch"], rows))
+    _render_missing(data)
+
+
+def _render_missing(data: Mapping[str, Any]) -> None:
+    for item in data["not_runnable_here"]:
+        out.print(f"{item['format']}: not run here (missing {', '.join(item['missing'])})")
+    if data["not_in_bundle"]:
+        out.print("not in the bundle: " + ", ".join(f"{i['format']} {i['precision']}" for i in data["not_in_bundle"])
+                  + " (export them with --format F --precision P)")
 
 
 def bench_command(

@@ -49,6 +49,7 @@ class ModelRequest:
     output_names: tuple[str, ...] | None = None  # --output-names: instead of the model's own (dict keys)
     dynamic_hw: bool = False  # --dynamic hw: the last two axes of image inputs are dynamic (height, width)
     trust_model_file: bool = False  # --trust-model-file: load a .pt2 with torch's loader, pickles included
+    static_shapes: bool = False  # the format fixes every axis but the batch (TFLite): give static-shape graphs if any
 
 
 @dataclass(frozen=True)

@@ -223,4 +223,9 @@ def parts_source(parts: Seq2SeqParts | CausalParts, tokenizer: Mapping[str, Any]
 def slm_source(request: ModelRequest) -> ModelSource:
     """The family's source function (registry: slm-encdec, slm-deconly, slm:FILE.pt, hf:DIR)."""
     parts, tokenizer = resolve_parts(str(request.ref))
-    return parts_source(parts, tokenizer)
+    source = parts_source(parts, tokenizer)
+    if request.static_shapes:  # TFLite: a padded source and a fixed-size KV cache written at an index
+        from .static import static_source
+
+        return static_source(parts, source)
+    return source

@@ -88,6 +88,19 @@ class EncoderDecoderSLM(nn.Module):
         positions = (torch.arange(length, device=device) + past_len)[None, :].expand(batch, -1)
         total_mask = torch.ones(batch, past_len + length, dtype=torch.long, device=device)
         self_bias = _causal_bias(length, total_mask)
+        return self.decode_blocks(decoder_input_ids, positions, self_bias, encoder_attention_mask, cross, past)
+
+    def decode_blocks(
+        self,
+        decoder_input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        self_bias: torch.Tensor,
+        encoder_attention_mask: torch.Tensor,
+        cross: list[KV],
+        past: list[KV] | None,
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """The decoder blocks and LM head at given positions and self-attention bias (the dynamic KV cache of
+        :meth:`decode` and the fixed-size cache of the static-shape graph share it)."""
         cross_bias = mask_bias(encoder_attention_mask.bool()[:, None, None, :])
         x = self.embed(decoder_input_ids)
         presents = []

@@ -38,7 +38,26 @@ AGREEMENT_EXAMPLES = 200  # held-out examples (or random prompts) the export mea
 RANDOM_PROMPT_TOKENS = 16  # new tokens per random prompt (hf:DIR: no task data)
 
 
+def _quantize_tflite(source: Path, target: Path, precision: str) -> dict:
+    """int8: ai-edge-quantizer's dynamic-range recipe (int8 weights, float activations: the counterpart of
+    onnxruntime's quantize_dynamic, no calibration); fp16: the TFLite exporter's weight-only float casting."""
+    if precision == "fp16":
+        from edgekit.exporters.tflite import TfliteExporter
+
+        return TfliteExporter().write_variant(source, target, "fp16", ())
+    from edgekit.exporters.onnx import _quiet
+
+    with _quiet():
+        quantizer = require("ai_edge_quantizer.quantizer", "tflite")
+        recipes = require("ai_edge_quantizer.recipe", "tflite")
+        result = quantizer.Quantizer(str(source), recipes.dynamic_wi8_afp32()).quantize(enable_progress_report=False)
+    target.write_bytes(result.quantized_model)
+    return {"method": "ai-edge-quantizer dynamic_wi8_afp32 (int8 weights, float activations)"}
+
+
 def _quantize_file(source: Path, target: Path, precision: str) -> dict:
+    if source.suffix == ".tflite":
+        return _quantize_tflite(source, target, precision)
     if precision == "int8":
         quantization = require("onnxruntime.quantization", "export")
         root = logging.getLogger()
@@ -62,7 +81,7 @@ def _write_variant(bundle, stage: Path, precision: str) -> tuple[dict[str, Graph
     """Copy every file but the decoder into ``stage``, write the decoder variant; the new graphs and record."""
     manifest = bundle.manifest
     decoder = manifest.graph("decoder")
-    new_file = f"decoder.{precision}.onnx"
+    new_file = f"decoder.{precision}{Path(decoder.file).suffix}"
     for name in manifest.files:
         if name == decoder.file:
             continue
@@ -202,25 +221,36 @@ def _step_feeds(manifest: Manifest, past: int = 15, source: int = 16) -> dict[st
     rng = np.random.default_rng(2)
     feeds: dict[str, np.ndarray] = {}
     for spec in manifest.graph("decoder").inputs:
+        fixed = [d for d in spec.shape[1:] if isinstance(d, int)]  # a static-shape graph's padded length
         if spec.name in ("decoder_input_ids", "input_ids"):
             feeds[spec.name] = np.full((1, 1), 5 % int(model["vocab_size"]), np.int64)
+        elif spec.name == "cache_position":
+            feeds[spec.name] = np.array([[past]], np.int64)
         elif spec.name == "encoder_attention_mask":
-            feeds[spec.name] = np.ones((1, source), np.int64)
+            feeds[spec.name] = _ones_then_padding(source, spec.shape[1])
         elif spec.name == "attention_mask":
             feeds[spec.name] = np.ones((1, past + 1), np.int64)
         elif spec.name == "position_ids":
             feeds[spec.name] = np.array([[past]], np.int64)
         else:
-            length = past if spec.name.startswith("past") else source
+            length = spec.shape[2] if len(fixed) == 3 else past if spec.name.startswith("past") else source
             feeds[spec.name] = rng.standard_normal((1, model["heads"], length, model["head_dim"])).astype(np.float32)
     return feeds
 
 
-def _step_ms(paths: dict[str, Path], feeds, threads: int, rounds: int = 7, runs: int = 20) -> dict[str, float]:
-    """Median ms of one decoder step per file, timed in interleaved rounds."""
+def _ones_then_padding(used: int, length: int | str) -> np.ndarray:
+    """A [1, length] mask of ``used`` ones then zeros (``length`` a name: a dynamic axis, no padding)."""
+    mask = np.ones((1, length if isinstance(length, int) else used), np.int64)
+    mask[:, used:] = 0
+    return mask
+
+
+def _step_ms(paths: dict[str, Path], feeds, threads: int, graph: Graph, rounds: int = 7, runs: int = 20) -> dict[str, float]:
+    """Median ms of one run per file (each with ``graph``'s I/O specs), timed in interleaved rounds."""
     from edgekit.runtimes import load_file
 
-    sessions = {name: load_file(path, threads=threads) for name, path in paths.items()}
+    sessions = {name: load_file(path, threads=threads, inputs=graph.inputs, outputs=graph.outputs)
+                for name, path in paths.items()}
     times: dict[str, list[float]] = {name: [] for name in paths}
     for s in sessions.values():
         for _ in range(3):
@@ -264,7 +294,7 @@ def export_variant(fp32_dir: Path, out: Path, precision: str, *, min_agreement: 
         _refuse_below(record, precision, min_agreement, targets)
         say("timing one decoder step against fp32")
         ms = _step_ms({"fp32": bundle.path / manifest.graph("decoder").file, precision: stage.path / graphs["decoder"].file},
-                      _step_feeds(manifest), threads)
+                      _step_feeds(manifest), threads, manifest.graph("decoder"))
         record["decoder_step_ms"] = {"fp32": round(ms["fp32"], 4), precision: round(ms[precision], 4)}
         if "encoder" in graphs:
             graphs, record["encoder"] = _encoder_if_faster(bundle, stage.path, graphs, precision, threads, say)
@@ -294,18 +324,20 @@ def _refuse_below(record: dict[str, Any], precision: str, min_agreement: float, 
 
 def _encoder_feeds(manifest: Manifest, source: int = 16) -> dict[str, np.ndarray]:
     vocab = int(manifest.extra["model"]["vocab_size"])
-    ids = np.random.default_rng(3).integers(min(3, vocab - 1), vocab, size=(1, source)).astype(np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones((1, source), np.int64)}
+    mask = _ones_then_padding(source, manifest.graph("encoder").inputs[0].shape[1])
+    ids = np.random.default_rng(3).integers(min(3, vocab - 1), vocab, size=mask.shape).astype(np.int64)
+    return {"input_ids": ids * mask, "attention_mask": mask}
 
 
 def _encoder_if_faster(bundle, stage: Path, graphs: dict[str, Graph], precision: str, threads: int,
                        say: Callable[[str], None]) -> tuple[dict[str, Graph], dict[str, Any]]:
     """The encoder's ``precision`` copy replaces the fp32 one when it runs faster here (16-token input, interleaved)."""
     encoder = graphs["encoder"]
-    candidate = stage / f"encoder.{precision}.onnx"
+    candidate = stage / f"encoder.{precision}{Path(encoder.file).suffix}"
     say(f"trying a {precision} encoder")
     info = _quantize_file(stage / encoder.file, candidate, precision)
-    ms = _step_ms({"fp32": stage / encoder.file, precision: candidate}, _encoder_feeds(bundle.manifest), threads, runs=5)
+    ms = _step_ms({"fp32": stage / encoder.file, precision: candidate}, _encoder_feeds(bundle.manifest), threads, encoder,
+                  runs=5)
     record = {"kept": ms[precision] < ms["fp32"], "ms_16_tokens": {k: round(v, 4) for k, v in ms.items()}, **info}
     if not record["kept"]:
         candidate.unlink()
