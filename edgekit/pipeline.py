@@ -26,11 +26,11 @@ import edgekit
 from edgekit import export_steps as steps
 from edgekit.exporters.base import ExportOptions, exporter_for
 from edgekit.exporters.kits import device_step
-from edgekit.models.registry import Family, ModelRequest, families, find_family
+from edgekit.models.registry import Family, ModelRequest, ModelSource, families, find_family
 from edgekit.runtimes.bundle import Graph, Manifest
 from edgekit.runtimes.bundle_writer import BundleWriter
 from edgekit.runtimes.errors import UsageError
-from edgekit.runtimes.formats import formats, get_format, import_ref, missing_modules
+from edgekit.runtimes.formats import get_format, import_ref
 from edgekit.targets import resolve_target  # torch-free: re-exported for callers of the pipeline
 
 __all__ = ["ExportRequest", "OutputConfig", "SearchConfig", "ValidationConfig", "MeasureConfig", "ExportResult",
@@ -94,6 +94,7 @@ class ExportRequest:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     force: bool = False  # replace an existing --out that is not an edgekit bundle
+    source: ModelSource | None = None  # a model built already (edgekit compress): exported instead of loading model.ref
 
     @property
     def precision(self) -> str:
@@ -156,6 +157,8 @@ def _default_precision(target, fmt: str, say: Progress) -> str:
 
 
 def _installed(fmt: str) -> bool:
+    from edgekit.runtimes.formats import missing_modules  # looked up per call: tests stand in a machine without an extra
+
     return not missing_modules(get_format(fmt).exporter_modules)
 
 
@@ -167,6 +170,8 @@ def _writable_formats(target) -> list[str]:
 def _choose_format(request: ExportRequest, target) -> str:
     """``--format``, else the target's first format (see :func:`target_formats`) that edgekit can write with
     what is installed here; a named format whose exporter is not installed names its pip extra."""
+    from edgekit.runtimes.formats import formats, missing_modules
+
     fmt = request.output.format
     if fmt is not None:
         if fmt not in target.formats:
@@ -323,7 +328,8 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
     if family.variant is not None and request.precision != "fp32":
         return _family_variant(request, family, exporter, target, say)
     say(f"loading model {request.model.ref or 'default'}")
-    source = family.load(replace(request.model, static_shapes=get_format(fmt).static_shapes))
+    source = request.source if request.source is not None else \
+        family.load(replace(request.model, static_shapes=get_format(fmt).static_shapes))
     if not source.single_graph and request.precision != "fp32":
         raise UsageError(f"--precision {request.precision}: {source.name} has graphs {', '.join(source.graphs)}; "
                          "precision variants are written for single-graph models")
@@ -363,7 +369,8 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
         coverage, kits = device_step(  # op coverage of the unit that runs it (--strict fails), and device build kits
             target, fmt, request.precision, {name: e.file for name, e in exported.items()},
             {name: e.artifact.inputs for name, e in exported.items()}, source.graph.trials[0] if source.single_graph else {},
-            stage.path, unit=search["best"]["unit"] if search else request.search.unit, strict=check.strict, say=say)
+            stage.path, unit=search["best"]["unit"] if search else request.search.unit, strict=check.strict, say=say,
+            compression=extra.get("compression"), axis_ranges={name: e.graph.axis_ranges for name, e in exported.items()})
         validation.update({"op_coverage": coverage} if coverage else {})
         extra.update({"kits": kits} if kits else {})
         provenance = {**source.provenance, **next(iter(exported.values())).artifact.provenance}

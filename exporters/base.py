@@ -51,7 +51,9 @@ class ExportGraph:
     """One graph to export: an eval-mode torch module, its input specs (named dynamic axes) and example
     inputs, its output names (None: the model's own) and output axes (None: found by running it), and
     the feeds its parity check uses (None: random inputs at :func:`trial_sizes`). ``keep_inputs``: the
-    file must keep every input, even one the graph does not use (a decoder's KV cache)."""
+    file must keep every input, even one the graph does not use (a decoder's KV cache). ``axis_ranges``:
+    (min, opt, max) of named dynamic axes for builders that fix shape ranges (TensorRT optimisation profiles);
+    an axis without one gets 1 / the example size / 8x it."""
 
     name: str
     module: Any
@@ -61,6 +63,7 @@ class ExportGraph:
     output_axes: Mapping[str, Mapping[int, str]] | None = None
     validation_feeds: tuple[Feeds, ...] | None = None
     keep_inputs: bool = False
+    axis_ranges: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def trials(self) -> tuple[dict[str, int], ...]:

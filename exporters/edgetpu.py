@@ -80,8 +80,10 @@ Not verified: edgetpu_compiler was not run (not installable there), nor the comp
 
 
 def write_edgetpu_kit(model_file: Path, kit_dir: Path, target: Any, precision: str, inputs: Sequence[TensorSpec],
-                      example_sizes: Mapping[str, int], unit: str | None = None) -> dict[str, Any]:
-    """Write the Edge TPU kit for the bundle's int8 ``model_file``; returns the manifest's record of it."""
+                      example_sizes: Mapping[str, int], unit: str | None = None, *,
+                      compression: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the Edge TPU kit for the bundle's int8 ``model_file``; returns the manifest's record of it
+    (``compression`` changes nothing: the Edge TPU has no sparse kernels)."""
     if precision != "int8":
         raise UsageError(f"--precision {precision}: the Edge TPU runs fully int8-quantized TFLite only (--precision int8)")
     units = [u.name for u in target.units if u.runtime == "edgetpu"]

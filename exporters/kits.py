@@ -31,16 +31,22 @@ __all__ = ["DeviceKit", "KITS", "kits_for", "write_device_kits"]
 class DeviceKit:
     """A build kit: for ``runtime``, made from a bundle file of ``source_format`` at one of ``precisions``
     (empty: any) by ``writer`` (``"module:function"``, called as ``writer(model_file, kit_dir, target,
-    precision, inputs, example_sizes, unit)`` and returning the manifest's record of the kit)."""
+    precision, inputs, example_sizes, unit, compression=...)`` and returning the manifest's record of the kit;
+    ``compression`` is the manifest's record of ``edgekit compress``, e.g. ``{"sparsity": "2:4"}``, or None).
+    ``graphs_writer`` writes the kit of a bundle of several graphs (an encoder-decoder LM), called as
+    ``graphs_writer(files, kit_dir, target, precision, inputs, axis_ranges, unit, compression=...)`` with
+    dicts by graph; a kit without one is written for single-graph bundles only."""
 
     runtime: str
     source_format: str
     writer: str
     precisions: tuple[str, ...] = ()
+    graphs_writer: str | None = None
 
 
 KITS: tuple[DeviceKit, ...] = (
-    DeviceKit("tensorrt", "onnx", "edgekit.exporters.tensorrt:write_tensorrt_kit"),
+    DeviceKit("tensorrt", "onnx", "edgekit.exporters.tensorrt:write_tensorrt_kit",
+              graphs_writer="edgekit.exporters.tensorrt:write_tensorrt_graph_kits"),
     DeviceKit("edgetpu", "tflite", "edgekit.exporters.edgetpu:write_edgetpu_kit", ("int8",)),
 )
 
@@ -55,7 +61,8 @@ def kits_for(target: Any, fmt: str, precision: str) -> list[DeviceKit]:
 
 def write_device_kits(target: Any, fmt: str, precision: str, model_file: Path, kit_dir: Path,
                       inputs: Sequence[TensorSpec], example_sizes: Mapping[str, int], unit: str | None = None,
-                      say: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+                      say: Callable[[str], None] = lambda message: None,
+                      compression: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write every kit of :func:`kits_for` into ``kit_dir`` (the staged bundle); runtime -> its record.
     ``unit`` is the chosen unit (a kit uses it when it runs that kit's runtime)."""
     records = {}
@@ -63,15 +70,20 @@ def write_device_kits(target: Any, fmt: str, precision: str, model_file: Path, k
         chosen = unit if unit and target.unit(unit).runtime == kit.runtime else None
         say(f"writing the {kit.runtime} build kit")
         writer = import_ref(kit.writer, f"{kit.runtime} kit")
-        records[kit.runtime] = writer(model_file, kit_dir, target, precision, inputs, example_sizes, chosen)
+        records[kit.runtime] = writer(model_file, kit_dir, target, precision, inputs, example_sizes, chosen,
+                                      compression=compression)
     return records
 
 
 def device_step(target: Any, fmt: str, precision: str, files: Mapping[str, Path], inputs: Mapping[str, Sequence[TensorSpec]],
                 example_sizes: Mapping[str, int], kit_dir: Path, *, unit: str | None = None, strict: bool = False,
-                say: Callable[[str], None] = lambda message: None) -> tuple[dict[str, Any], dict[str, Any]]:
+                say: Callable[[str], None] = lambda message: None,
+                compression: Mapping[str, Any] | None = None,
+                axis_ranges: Mapping[str, Mapping[str, tuple[int, int, int]]] | None = None,
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pipeline's device step for a bundle's graph ``files``: the op coverage of the unit that runs them (a
-    warning per graph; ExportError naming the nodes under ``strict``), then the kits (single-graph bundles).
+    warning per graph; ExportError naming the nodes under ``strict``), then the kits (a bundle of several graphs
+    gets those with a ``graphs_writer``, with each graph's ``axis_ranges``).
     Returns (coverage record by graph, kit records by runtime); empty when nothing applies."""
     from edgekit.runtimes.errors import ExportError
 
@@ -93,5 +105,15 @@ def device_step(target: Any, fmt: str, precision: str, files: Mapping[str, Path]
     kits: dict[str, Any] = {}
     if len(files) == 1:
         (graph, path), = files.items()
-        kits = write_device_kits(target, fmt, precision, path, kit_dir, inputs[graph], example_sizes, unit, say)
+        kits = write_device_kits(target, fmt, precision, path, kit_dir, inputs[graph], example_sizes, unit, say,
+                                 compression)
+    else:
+        for kit in kits_for(target, fmt, precision):
+            if kit.graphs_writer is None:
+                continue
+            chosen = unit if unit and target.unit(unit).runtime == kit.runtime else None
+            say(f"writing the {kit.runtime} build kit ({', '.join(files)})")
+            writer = import_ref(kit.graphs_writer, f"{kit.runtime} kit")
+            kits[kit.runtime] = writer(files, kit_dir, target, precision, inputs, dict(axis_ranges or {}), chosen,
+                                       compression=compression)
     return coverage, kits

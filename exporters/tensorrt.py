@@ -33,7 +33,7 @@ from edgekit.runtimes.errors import ExportError, UsageError
 from edgekit.runtimes.spec import TensorSpec
 
 __all__ = ["BuildPlan", "plan_build", "trtexec_flags", "shape_flags", "build_script", "kit_readme",
-           "symmetric_qdq", "has_2to4_sparsity", "write_tensorrt_kit", "KIT_FILES"]
+           "symmetric_qdq", "has_2to4_sparsity", "write_tensorrt_kit", "write_tensorrt_graph_kits", "KIT_FILES"]
 
 KIT_FILES = ("build_engine.sh", "build_engine.py", "tensorrt.json", "TENSORRT.md")
 ENGINE = "model.engine"
@@ -56,30 +56,43 @@ class BuildPlan:
     sparsity: bool = False
     profiles: Mapping[str, Mapping[str, list[int]]] = field(default_factory=dict)  # input -> min/opt/max
     inputs: tuple[Mapping[str, Any], ...] = ()
+    engine: str = ENGINE
+    graph: str | None = None  # the bundle's graph, in a kit of several (an encoder-decoder LM)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(engine=ENGINE, timing_cache=TIMING_CACHE, max_rel_error=MAX_REL_ERROR[self.precision],
+        data.update(timing_cache=TIMING_CACHE, max_rel_error=MAX_REL_ERROR[self.precision],
                     profiles={k: dict(v) for k, v in self.profiles.items()}, inputs=list(self.inputs))
         return data
 
 
-def _profiles(inputs: Sequence[TensorSpec], example_sizes: Mapping[str, int], static: bool) -> dict[str, dict[str, list[int]]]:
-    """min / opt / max shapes of each input with a dynamic axis: 1 / the example size / DYNAMIC_MAX x it;
-    all three the example size on a unit that runs static shapes only (DLA)."""
+def _profiles(inputs: Sequence[TensorSpec], example_sizes: Mapping[str, int], static: bool,
+              ranges: Mapping[str, tuple[int, int, int]] | None = None) -> dict[str, dict[str, list[int]]]:
+    """min / opt / max shapes of each input with a dynamic axis: the axis's ``ranges`` entry, else 1 / the
+    example size / DYNAMIC_MAX x it; all three the opt size on a unit that runs static shapes only (DLA).
+
+    Example:
+        >>> _profiles([TensorSpec("past", ("batch", 4, "past_len", 8))], {}, False, {"past_len": (0, 15, 512)})
+        {'past': {'min': [1, 4, 0, 8], 'opt': [1, 4, 15, 8], 'max': [8, 4, 512, 8]}}
+    """
+    ranges = dict(ranges or {})
+    sizes = {**example_sizes, **{axis: opt for axis, (_, opt, _) in ranges.items()}}
     profiles = {}
     for spec in inputs:
         if not spec.dynamic_axes:
             continue
-        opt = list(spec.concrete(example_sizes))
-        low = [1 if isinstance(d, str) else d for d in spec.shape]
-        high = [o * DYNAMIC_MAX if isinstance(d, str) else d for d, o in zip(spec.shape, opt)]
+        opt = list(spec.concrete(sizes))
+        low = [ranges[d][0] if d in ranges else 1 if isinstance(d, str) else d for d in spec.shape]
+        high = [ranges[d][2] if d in ranges else o * DYNAMIC_MAX if isinstance(d, str) else d
+                for d, o in zip(spec.shape, opt)]
         profiles[spec.name] = {"min": opt if static else low, "opt": opt, "max": opt if static else high}
     return profiles
 
 
 def plan_build(target: Any, unit: str | None, precision: str, inputs: Sequence[TensorSpec],
-               example_sizes: Mapping[str, int], *, onnx: str = "model.onnx", sparsity: bool = False) -> BuildPlan:
+               example_sizes: Mapping[str, int], *, onnx: str = "model.onnx", sparsity: bool = False,
+               ranges: Mapping[str, tuple[int, int, int]] | None = None, engine: str = ENGINE,
+               graph: str | None = None) -> BuildPlan:
     """The build plan for ``target``'s ``unit`` (default: the first TensorRT unit) at ``precision``."""
     units = [u for u in target.units if u.runtime == "tensorrt" and (not u.precisions or precision in u.precisions)]
     if not units:
@@ -91,9 +104,11 @@ def plan_build(target: Any, unit: str | None, precision: str, inputs: Sequence[T
     if compute.precisions and precision not in compute.precisions:
         raise UsageError(f"--precision {precision}: unit {compute.name} of {target.name} runs {', '.join(compute.precisions)}")
     dla_core = int("".join(c for c in compute.name if c.isdigit()) or 0) if compute.kind == "dla" else None
-    specs = tuple({"name": s.name, "shape": list(s.concrete(example_sizes)), "dtype": s.dtype} for s in inputs)
+    profiles = _profiles(inputs, example_sizes, static=compute.static_shapes, ranges=ranges)
+    specs = tuple({"name": s.name, "shape": profiles[s.name]["opt"] if s.name in profiles else list(s.shape),
+                   "dtype": s.dtype} for s in inputs)
     return BuildPlan(target.name, compute.name, precision, onnx, dla_core=dla_core, sparsity=sparsity,
-                     profiles=_profiles(inputs, example_sizes, static=compute.static_shapes), inputs=specs)
+                     profiles=profiles, inputs=specs, engine=engine, graph=graph)
 
 
 def trtexec_flags(plan: BuildPlan, major: int) -> list[str]:
@@ -133,11 +148,26 @@ def shape_flags(plan: BuildPlan) -> list[str]:
             for kind in ("min", "opt", "max")]
 
 
-def build_script(plan: BuildPlan) -> str:
-    """``build_engine.sh``: finds trtexec, reads its TensorRT version, and builds with that version's flags."""
-    common = [f"--onnx={plan.onnx}", f"--saveEngine={ENGINE}", f"--memPoolSize=workspace:{plan.workspace_mb}M",
+def _trtexec_call(plan: BuildPlan) -> str:
+    """The lines of build_engine.sh that build ``plan``'s engine with the version's flags."""
+    common = [f"--onnx={plan.onnx}", f"--saveEngine={plan.engine}", f"--memPoolSize=workspace:{plan.workspace_mb}M",
               f"--timingCacheFile={TIMING_CACHE}", *shape_flags(plan)]
     quote = lambda flags: " ".join(shlex.quote(f) for f in flags)  # noqa: E731
+    return f"""if [ "$major" -ge 11 ]; then
+  flags=({quote(trtexec_flags(plan, 11))})
+else
+  flags=({quote(trtexec_flags(plan, 10))})
+fi
+echo "TensorRT $major.$minor, {plan.engine}: $TRTEXEC ${{flags[*]-}}"
+"$TRTEXEC" {quote(common)} ${{flags[@]+"${{flags[@]}}"}} "$@"
+"""
+
+
+def build_script(plans: BuildPlan | Sequence[BuildPlan]) -> str:
+    """``build_engine.sh``: finds trtexec, reads its TensorRT version, and builds each plan's engine (one, or one
+    per graph of an encoder-decoder LM) with that version's flags."""
+    plans = [plans] if isinstance(plans, BuildPlan) else list(plans)
+    plan, engines = plans[0], " ".join(p.engine for p in plans)
     dla_note = ""
     if plan.dla_core is not None:
         dla_note = """
@@ -146,7 +176,7 @@ if [ "$major" -eq 11 ] && [ "$minor" -lt 4 ]; then
   exit 2
 fi"""
     return f"""#!/usr/bin/env bash
-# Build {ENGINE} from {plan.onnx} on the device with trtexec (edgekit TensorRT kit; see TENSORRT.md).
+# Build {engines} from {' '.join(p.onnx for p in plans)} on the device with trtexec (edgekit TensorRT kit; see TENSORRT.md).
 # target {plan.target}, unit {plan.unit}, precision {plan.precision}. TensorRT 10 (JetPack 6) takes the precision
 # flags; TensorRT 11 builds strongly typed networks (precision from the ONNX's QDQ nodes and casts).
 set -euo pipefail
@@ -170,36 +200,34 @@ if [ "$major" -lt 10 ]; then
   echo "build_engine.sh: TensorRT $major.$minor found; this kit is written for TensorRT 10 and 11" >&2
   exit 2
 fi{dla_note}
-if [ "$major" -ge 11 ]; then
-  flags=({quote(trtexec_flags(plan, 11))})
+{"".join(_trtexec_call(p) for p in plans)}if python3 -c "import tensorrt, onnxruntime, polygraphy" 2>/dev/null; then
+  python3 build_engine.py --skip-build  # validate against onnxruntime and record the engine(s) in manifest.json
 else
-  flags=({quote(trtexec_flags(plan, 10))})
-fi
-echo "TensorRT $major.$minor: $TRTEXEC ${{flags[*]-}}"
-"$TRTEXEC" {quote(common)} ${{flags[@]+"${{flags[@]}}"}} "$@"
-if python3 -c "import tensorrt, onnxruntime, polygraphy" 2>/dev/null; then
-  python3 build_engine.py --skip-build  # validate against onnxruntime and record the engine in manifest.json
-else
-  echo "built {ENGINE}; validate and record it with: python3 build_engine.py --skip-build (see TENSORRT.md)"
+  echo "built {engines}; validate and record with: python3 build_engine.py --skip-build (see TENSORRT.md)"
 fi
 """
 
 
-def kit_readme(plan: BuildPlan) -> str:
-    """``TENSORRT.md``: how to build and validate the engine on the device, and what was verified."""
-    shapes = "\n".join(f"- `{name}`: min {s['min']}, opt {s['opt']}, max {s['max']}" for name, s in plan.profiles.items())
+def kit_readme(plans: BuildPlan | Sequence[BuildPlan]) -> str:
+    """``TENSORRT.md``: how to build and validate the engine(s) on the device, and what was verified."""
+    plans = [plans] if isinstance(plans, BuildPlan) else list(plans)
+    plan = plans[0]
+    engines = ", ".join(f"`{p.engine}`" for p in plans)
+    shapes = "\n".join(f"- {p.graph + ' ' if p.graph else ''}`{name}`: min {s['min']}, opt {s['opt']}, max {s['max']}"
+                       for p in plans for name, s in p.profiles.items())
     return f"""# TensorRT build kit
 
 Made by `edgekit export` for target `{plan.target}`, unit `{plan.unit}`, precision `{plan.precision}`.
 TensorRT engines only run on the GPU model and TensorRT version they were built with, so the engine is built
-on the device from `{plan.onnx}` (opset 17{', symmetric int8 QDQ' if plan.precision == 'int8' else ''}).
+on the device from `{'`, `'.join(p.onnx for p in plans)}` (opset 17{', symmetric int8 QDQ' if plan.precision == 'int8' else ''}).
 
 ## Build and validate on the device
 
-Either route writes `{ENGINE}` into this bundle; `build_engine.py` then runs it and the ONNX (onnxruntime, CPU)
-on the same seeded inputs, refuses a mean relative error above {MAX_REL_ERROR[plan.precision]:g}, and records the
-engine, its TensorRT version and the GPU name (`{ENGINE}.json`, and in `manifest.json`), so
-`edgekit.runtimes.load_file("{ENGINE}")` (`pip install 'edgekit[tensorrt]'`) runs it and refuses it on another GPU or TensorRT version.
+Either route writes {engines} into this bundle; `build_engine.py` then runs each engine and its ONNX (onnxruntime,
+CPU) on the same seeded inputs, refuses a mean relative error above {MAX_REL_ERROR[plan.precision]:g}, and records the
+engine, its TensorRT version and the GPU name (`ENGINE.json` beside it, and in `manifest.json`), so
+`edgekit.runtimes.load_file("{plan.engine}")` (`pip install 'edgekit[tensorrt]'`) runs it and refuses it on another GPU or
+TensorRT version.
 
 1. Python API: `pip install onnxruntime polygraphy` (TensorRT's Python package comes with JetPack), then
    `python3 build_engine.py`.
@@ -337,28 +365,78 @@ def has_2to4_sparsity(model: Any) -> bool:
     return all(((w.reshape(-1, 4) != 0).sum(axis=1) <= 2).all() for w in weights)
 
 
-def write_tensorrt_kit(model_file: Path, kit_dir: Path, target: Any, precision: str, inputs: Sequence[TensorSpec],
-                       example_sizes: Mapping[str, int], unit: str | None = None) -> dict[str, Any]:
-    """Write the kit into ``kit_dir`` (the staged bundle) for the bundle's ONNX ``model_file``; returns the
-    manifest's record of it. An int8 file with asymmetric QDQ gets a symmetric copy, ``model.trt.onnx``."""
+def _declared_2to4(compression: Mapping[str, Any] | None) -> bool:
+    """Whether the manifest's compression record says the weights are 2:4 sparse.
+
+    Example:
+        >>> _declared_2to4({"sparsity": "2:4"}), _declared_2to4({"sparsity": "1:4"}), _declared_2to4(None)
+        (True, False, False)
+    """
+    return bool(compression) and compression.get("sparsity") == "2:4"
+
+
+def _tensorrt_onnx(model_file: Path, kit_dir: Path, precision: str) -> tuple[Any, str, str]:
+    """The ONNX TensorRT is fed: the bundle's, or for int8 with asymmetric QDQ a symmetric copy written beside it
+    (``<stem>.trt.onnx``); returns (model, file name, note)."""
     import onnx
 
     model = onnx.load(str(model_file))
-    fed, note = model_file.name, "the bundle's ONNX as is"
     if precision == "int8":
         model, count = symmetric_qdq(model)
         if count:
             fed = f"{model_file.stem}.trt.onnx"
             onnx.save(model, str(kit_dir / fed))
-            note = f"symmetric int8 QDQ copy ({count} scale/zero-point pairs rewritten to zero point 0)"
-    plan = plan_build(target, unit, precision, inputs, example_sizes, onnx=fed, sparsity=has_2to4_sparsity(model))
-    atomic_write_text(kit_dir / "tensorrt.json", json.dumps(plan.to_json(), indent=2) + "\n")
-    atomic_write_text(kit_dir / "build_engine.sh", build_script(plan))
+            return model, fed, f"symmetric int8 QDQ copy ({count} scale/zero-point pairs rewritten to zero point 0)"
+    return model, model_file.name, "the bundle's ONNX as is"
+
+
+def _write_kit(kit_dir: Path, plans: Sequence[BuildPlan], config: Mapping[str, Any]) -> None:
+    atomic_write_text(kit_dir / "tensorrt.json", json.dumps(config, indent=2) + "\n")
+    atomic_write_text(kit_dir / "build_engine.sh", build_script(plans))
     (kit_dir / "build_engine.sh").chmod(0o755)
     atomic_write_text(kit_dir / "build_engine.py", (Path(__file__).with_name("trt_build_engine.py")).read_text())
-    atomic_write_text(kit_dir / "TENSORRT.md", kit_readme(plan))
-    return {"files": [*KIT_FILES, *([fed] if fed != model_file.name else [])], "onnx": fed, "onnx_note": note,
-            "unit": plan.unit, "precision": precision, "dla_core": plan.dla_core, "sparsity": plan.sparsity,
-            "profiles": {k: dict(v) for k, v in plan.profiles.items()},
-            "trtexec_flags": {"10": trtexec_flags(plan, 10), "11": trtexec_flags(plan, 11)},
-            "engine": None, "verified": "kit generated and checked here; no engine built (TensorRT not installed)"}
+    atomic_write_text(kit_dir / "TENSORRT.md", kit_readme(plans))
+
+
+def _kit_record(plan: BuildPlan, note: str) -> dict[str, Any]:
+    return {"onnx": plan.onnx, "onnx_note": note, "unit": plan.unit, "precision": plan.precision,
+            "dla_core": plan.dla_core, "sparsity": plan.sparsity, "profiles": {k: dict(v) for k, v in plan.profiles.items()},
+            "trtexec_flags": {"10": trtexec_flags(plan, 10), "11": trtexec_flags(plan, 11)}}
+
+
+_NOT_BUILT = "kit generated and checked here; no engine built (TensorRT not installed)"
+
+
+def write_tensorrt_kit(model_file: Path, kit_dir: Path, target: Any, precision: str, inputs: Sequence[TensorSpec],
+                       example_sizes: Mapping[str, int], unit: str | None = None, *,
+                       compression: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the kit into ``kit_dir`` (the staged bundle) for the bundle's ONNX ``model_file``; returns the
+    manifest's record of it. An int8 file with asymmetric QDQ gets a symmetric copy, ``model.trt.onnx``.
+    Sparse kernels are enabled when ``edgekit compress`` recorded 2:4 sparsity (``compression["sparsity"]``;
+    the check of the weights cannot see through int8 QDQ) or the float weights are 2:4 sparse."""
+    model, fed, note = _tensorrt_onnx(model_file, kit_dir, precision)
+    plan = plan_build(target, unit, precision, inputs, example_sizes, onnx=fed,
+                      sparsity=_declared_2to4(compression) or has_2to4_sparsity(model))
+    _write_kit(kit_dir, [plan], plan.to_json())
+    return {"files": [*KIT_FILES, *([fed] if fed != model_file.name else [])], **_kit_record(plan, note),
+            "engine": None, "verified": _NOT_BUILT}
+
+
+def write_tensorrt_graph_kits(files: Mapping[str, Path], kit_dir: Path, target: Any, precision: str,
+                              inputs: Mapping[str, Sequence[TensorSpec]],
+                              ranges: Mapping[str, Mapping[str, tuple[int, int, int]]], unit: str | None = None, *,
+                              compression: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The kit for a bundle of several graphs (an encoder-decoder LM): one engine per graph (``encoder.engine``,
+    ``decoder.engine``), each with an optimisation profile over its dynamic lengths from ``ranges`` (the family's
+    (min, opt, max) per axis: source length, past length, batch), built by one build_engine.sh / build_engine.py."""
+    plans, records, extra_files = [], {}, []
+    for graph, model_file in files.items():
+        model, fed, note = _tensorrt_onnx(model_file, kit_dir, precision)
+        extra_files += [fed] if fed != model_file.name else []
+        plan = plan_build(target, unit, precision, inputs[graph], {}, onnx=fed, ranges=ranges.get(graph, {}),
+                          sparsity=_declared_2to4(compression) or has_2to4_sparsity(model),
+                          engine=f"{model_file.stem}.engine", graph=graph)
+        plans.append(plan)
+        records[graph] = {**_kit_record(plan, note), "engine": None}
+    _write_kit(kit_dir, plans, {"graphs": {p.graph: p.to_json() for p in plans}})
+    return {"files": [*KIT_FILES, *extra_files], "graphs": records, "verified": _NOT_BUILT}

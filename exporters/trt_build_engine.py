@@ -9,6 +9,9 @@ networks (precision from the ONNX's QDQ nodes and casts), TensorRT 10 takes the 
     python3 build_engine.py                # build model.engine, validate it, record it in manifest.json
     python3 build_engine.py --skip-build   # validate an engine built by build_engine.sh (trtexec)
 
+A kit of several graphs (an encoder-decoder LM: ``{"graphs": {"encoder": plan, "decoder": plan}}`` in
+tensorrt.json) builds, validates and records one engine per graph.
+
 Importing this module does nothing (edgekit's doctest run imports it); ``main`` does the work.
 """
 
@@ -163,8 +166,12 @@ def record(kit: Path, config: dict[str, Any], engine: bytes, validation: dict[st
         for path in (engine_path, facts_path, kit / config["timing_cache"]):
             if path.exists():
                 manifest["files"][path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
-        manifest.setdefault("extra", {}).setdefault("tensorrt", {})["engine"] = {
-            "file": engine_path.name, **{k: v for k, v in facts.items() if k not in ("bytes", "sha256")}}
+        entry = {"file": engine_path.name, **{k: v for k, v in facts.items() if k not in ("bytes", "sha256")}}
+        tensorrt = manifest.setdefault("extra", {}).setdefault("tensorrt", {})
+        if config.get("graph"):
+            tensorrt.setdefault("engines", {})[config["graph"]] = entry
+        else:
+            tensorrt["engine"] = entry
         _write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return facts
 
@@ -174,20 +181,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kit", type=Path, default=Path(__file__).resolve().parent, help="the bundle directory")
     parser.add_argument("--skip-build", action="store_true", help="validate and record an engine built already")
     args = parser.parse_args(argv)
-    config = json.loads((args.kit / KIT_CONFIG).read_text())
-    engine_path = args.kit / config["engine"]
-    if args.skip_build:
+    kit_config = json.loads((args.kit / KIT_CONFIG).read_text())
+    configs = list(kit_config["graphs"].values()) if "graphs" in kit_config else [kit_config]
+    return max(_build_one(args.kit, config, args.skip_build) for config in configs)
+
+
+def _build_one(kit: Path, config: dict[str, Any], skip_build: bool) -> int:
+    """Build (or take the built) engine of one plan, validate it, record it; 0 on success."""
+    engine_path = kit / config["engine"]
+    if skip_build:
         if not engine_path.exists():
             raise SystemExit(f"{engine_path}: no engine to validate (run build_engine.sh or drop --skip-build)")
         engine = engine_path.read_bytes()
     else:
-        engine = build(args.kit, config)
-    validation = validate(args.kit, config, engine)
+        engine = build(kit, config)
+    validation = validate(kit, config, engine)
     error = f"mean relative error {validation['mean_rel_error']:.3g} (limit {validation['max_rel_error']:g})"
     if not validation["passed"]:
         print(f"{engine_path.name}: validation FAILED against onnxruntime: {error}; not recorded", file=sys.stderr)
         return 1
-    facts = record(args.kit, config, engine, validation)
+    facts = record(kit, config, engine, validation)
     print(f"{engine_path.name}: TensorRT {facts['tensorrt_version']} on {facts['gpu_name']}; validation passed: {error}")
     return 0
 

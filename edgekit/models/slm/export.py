@@ -186,6 +186,19 @@ def _tensors(feed: Mapping[str, np.ndarray], specs) -> tuple:
     return tuple(torch.from_numpy(feed[s.name]) for s in specs)
 
 
+MAX_BATCH, MAX_STEP_TOKENS = 16, 16  # rows x beams; tokens in one decoder call (a verified draft block)
+
+
+def _axis_ranges(max_length: int) -> dict[str, tuple[int, int, int]]:
+    """(min, opt, max) of each length axis, for engines built with optimisation profiles (TensorRT): opt is the
+    step the pipeline times (16 source tokens, 15 cached, 1 new), max the model's max length; the first decoder
+    step feeds an empty past."""
+    opt = {"batch": 1, "src_len": TIMED_SOURCE, "past_len": TIMED_PAST, "tgt_len": 1, "seq_len": 1,
+           "total_len": TIMED_PAST + 1}
+    top = {"batch": MAX_BATCH, "tgt_len": MAX_STEP_TOKENS, "seq_len": max_length}
+    return {axis: (0 if axis == "past_len" else 1, value, top.get(axis, max_length)) for axis, value in opt.items()}
+
+
 def parts_source(parts: Seq2SeqParts | CausalParts, tokenizer: Mapping[str, Any]) -> ModelSource:
     """The model source of an LM's graph parts: its graphs with their validation feeds, the chained check,
     the decoder step the pipeline times, and the generation config and tokenizer for the manifest."""
@@ -193,16 +206,17 @@ def parts_source(parts: Seq2SeqParts | CausalParts, tokenizer: Mapping[str, Any]
     rng = np.random.default_rng(0)
     graphs: dict[str, ExportGraph] = {}
     seq2seq = isinstance(parts, Seq2SeqParts)
+    ranges = _axis_ranges(parts.max_source_length)
     if seq2seq:
         enc_feeds, dec_feeds = _seq2seq_feeds(parts, rng)
         graphs["encoder"] = ExportGraph("encoder", parts.encoder, specs.encoder_inputs,
                                         _tensors(enc_feeds[2], specs.encoder_inputs), specs.encoder_outputs,
-                                        specs.output_axes, tuple(enc_feeds))
+                                        specs.output_axes, tuple(enc_feeds), axis_ranges=ranges)
     else:
         dec_feeds = _causal_feeds(parts, rng)
     graphs["decoder"] = ExportGraph("decoder", parts.decoder, specs.decoder_inputs,
                                     _tensors(dec_feeds[2], specs.decoder_inputs), specs.decoder_outputs,
-                                    specs.output_axes, tuple(dec_feeds), keep_inputs=True)
+                                    specs.output_axes, tuple(dec_feeds), keep_inputs=True, axis_ranges=ranges)
     model = {"kind": "encoder-decoder" if seq2seq else "decoder-only", "layers": parts.layers, "heads": parts.heads,
              "head_dim": parts.head_dim, "d_model": parts.d_model, "vocab_size": parts.vocab_size,
              "max_source_length": parts.max_source_length}
