@@ -124,7 +124,9 @@ def test_slm_export_for_jetson_records_host_timing_and_the_unit_that_runs_onnx(t
     assert len(lines) == 2 and "measured on host" in lines[0] and "one decoder step" in lines[0]
     assert lines[1].startswith(f"latency on jetson-orin-nano cpu (onnxruntime, fp32): {modeled['ms']:.3f} ms (modeled")
     assert "decoder graph" in lines[1]
-    assert "tensorrt" not in shown.out and "no published peak" not in shown.out
+    # the GPU runs TensorRT engines, built on the device from the kit (one engine per graph): no latency line for it
+    assert not any("tensorrt" in line for line in lines) and "no published peak" not in shown.out
+    assert "tensorrt build kit" in shown.out and manifest["extra"]["kits"]["tensorrt"]["graphs"].keys() == {"encoder", "decoder"}
 
 
 def test_formats_json_lists_every_format_with_its_availability(capsys):
