@@ -231,8 +231,22 @@ def predict_on_target(exporter: Exporter, file: Path, target, precision: str,
         return [], None
     stats = getattr(exporter, "graph_stats", graph_stats)  # a format whose files are not ONNX reads its own
     entries, note = estimate_for_format(target, exporter.format, precision, ops=stats(file).nodes,
-                                        runtime=exporter.record.runtime, model_sha256=sha256_file(file), unit=unit)
+                                        runtime=exporter.record.runtime, model_sha256=sha256_file(file), unit=unit,
+                                        fallback=_fallbacks(file, target, exporter.format, precision, unit))
     return [entry.to_json() for entry in entries], note
+
+
+def _fallbacks(file: Path, target, fmt: str, precision: str, unit: str | None) -> dict[str, tuple[str, frozenset[str]]]:
+    """Per unit that runs the file and has an op table: (the unit its unsupported nodes fall back to, their names)."""
+    from edgekit.exporters.coverage import coverage_of_file
+    from edgekit.targets.estimate import units_for_format
+
+    units = [u for u in units_for_format(target, fmt, precision, unit) if u.ops is not None and u.ops.fallback]
+    if not units:
+        return {}
+    reports = coverage_of_file(file, target, [u.name for u in units])
+    return {u.name: (u.ops.fallback, frozenset(n.name for n in r.nodes if n.action != "fails the build"))
+            for u, r in zip(units, reports) if r.nodes}
 
 
 def copy_tokenizer(source: ModelSource, stage: Path) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from edgekit.runtimes.errors import BundleError, TargetError
 from edgekit.runtimes.formats import get_format
@@ -371,14 +371,51 @@ def no_unit_reason(target: Target, fmt: str, precision: str, unit: str | None = 
     return f"no unit runs {fmt} {precision} ({what})"
 
 
+def with_fallback(found: LatencyEstimate, target: Target, precision: str, ops: Sequence[CostLike], moved: AbstractSet[str],
+                  fallback_unit: str, *, threads: int | None = None, directory: Path | None = None) -> LatencyEstimate:
+    """``found`` (the unit's prediction for the nodes it runs) plus the nodes ``moved`` to ``fallback_unit``
+    (op coverage: ops the unit cannot run), predicted there; the weaker of the two sources labels the sum.
+
+    Example:
+        >>> from edgekit.targets import load_target
+        >>> from edgekit.targets.latency import OpCost
+        >>> orin = load_target("jetson-agx-orin")
+        >>> ops = [OpCost("conv", 50_000_000, 1000, name="a"), OpCost("conv", 200_000_000, 4000, name="b")]
+        >>> dla = LatencyEstimate(1.0, "modeled", orin.name, "dla0", "fp16")
+        >>> both = with_fallback(dla, orin, "fp16", ops, {"b"}, "gpu", directory=Path("none"))
+        >>> both.ms > 1.0, both.source, both.details["fallback"]["unit"], both.details["fallback"]["nodes"]
+        (True, 'modeled', 'gpu', 1)
+        >>> coral = load_target("coral")  # its host CPU has no published peak: the fallback is named, not priced
+        >>> with_fallback(LatencyEstimate(1.0, "modeled", coral.name, "tpu", "int8"), coral, "int8", ops, {"b"},
+        ...               "cpu", directory=Path("none")).notes[-1]
+        '1 node(s) fall back to cpu: not priced (no published int8 peak for unit cpu)'
+    """
+    if found.ms is None or found.source == "measured" or not moved:
+        return found  # a measurement of the file covers its fallback already
+    off = [op for op in ops if getattr(op, "name", None) in moved]
+    unit = target.unit(fallback_unit)
+    there = estimate(target, unit.name, precision if precision in unit.precisions else unit.precisions[0], ops=off,
+                     threads=threads, directory=directory)
+    if there.ms is None:
+        return replace(found, notes=(*found.notes, f"{len(off)} node(s) fall back to {unit.name}: not priced "
+                                                   f"({'; '.join(there.notes)})"))
+    source = max(found.source, there.source, key=SOURCES.index)
+    return replace(found, ms=found.ms + there.ms, source=source,
+                   notes=(*found.notes, f"{len(off)} node(s) fall back to {unit.name}: +{there.ms:.3f} ms ({there.source})"),
+                   details={**found.details, "fallback": {"unit": unit.name, "nodes": len(off), "ms": there.ms,
+                                                          "source": there.source}})
+
+
 def estimate_for_format(
     target: Target, fmt: str, precision: str, *, ops: Iterable[CostLike], runtime: str | None = None,
     model_sha256: str | None = None, unit: str | None = None, threads: int | None = None,
     store: MeasuredLookup | str | Path | None = None, directory: Path | None = None,
+    fallback: Mapping[str, tuple[str, AbstractSet[str]]] | None = None,
 ) -> tuple[tuple[LatencyEstimate, ...], str | None]:
     """A bundle's latency entries on ``target``: one per unit that runs its ``fmt`` file at ``precision``
     (only ``unit`` when given), default unit first, rounded as a manifest records them; plus, when there is
-    none, why not in one line.
+    none, why not in one line. ``fallback`` maps a unit to (the unit its unsupported nodes move to, their
+    names): those nodes are priced there and added (:func:`with_fallback`).
 
     Example:
         >>> from edgekit.targets import load_target
@@ -395,8 +432,12 @@ def estimate_for_format(
     entries, unknown = [], []
     with open_store(store if model_sha256 is not None else _NoMeasurements()) as opened:
         for u in units:
-            found = estimate(target, u.name, precision, ops=ops, model_sha256=model_sha256, fmt=fmt, runtime=runtime,
-                             threads=threads, store=opened, directory=directory)
+            to, moved = (fallback or {}).get(u.name, (None, frozenset()))
+            found = estimate(target, u.name, precision, ops=[op for op in ops if getattr(op, "name", None) not in moved],
+                             model_sha256=model_sha256, fmt=fmt, runtime=runtime, threads=threads, store=opened,
+                             directory=directory)
+            if to is not None and found.source != "measured":
+                found = with_fallback(found, target, precision, ops, moved, to, threads=threads, directory=directory)
             if found.ms is None:
                 unknown.append(f"{u.name}: {'; '.join(found.notes) or 'no published peak'}")
             else:

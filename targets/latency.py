@@ -60,6 +60,7 @@ class OpCost:
     macs: int
     weight_elems: int = 0
     activation_elems: int = 0
+    name: str = ""  # the graph node's name, when it has one (op coverage moves nodes by name)
 
 
 @dataclass(frozen=True)
