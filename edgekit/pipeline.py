@@ -49,6 +49,7 @@ class OutputConfig:
     dynamo: bool = False
     int8_calibration_data: Path | None = None  # --calib-data: .npy samples (N, ...) that calibrate int8 only
     int8_calibration_samples: int = 64  # --calib-samples
+    layout: str = "nchw"  # --layout nhwc: image inputs channels-last, transposed inside the graph
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,12 @@ def export_bundle(request: ExportRequest, progress: Progress | None = None) -> E
     say(f"loading model {request.model.ref or 'default'}")
     source = request.source if request.source is not None else \
         family.load(replace(request.model, static_shapes=get_format(fmt).static_shapes))
+    if request.output.layout != "nchw":
+        from edgekit.models.layout import LAYOUTS, channels_last
+
+        if request.output.layout not in LAYOUTS:
+            raise UsageError(f"--layout {request.output.layout!r}: expected one of {', '.join(LAYOUTS)}")
+        source = channels_last(source)
     if not source.single_graph and request.precision != "fp32":
         raise UsageError(f"--precision {request.precision}: {source.name} has graphs {', '.join(source.graphs)}; "
                          "precision variants are written for single-graph models")

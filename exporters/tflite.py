@@ -1,8 +1,9 @@
 """torch -> TFLite (LiteRT): fp32 through litert-torch (torch.export, no TensorFlow), fp16 and full-int8
 variants through ai-edge-quantizer; validation runs the file in LiteRT (:mod:`edgekit.runtimes.litert`).
 
-Layout: the file keeps the torch model's NCHW inputs and outputs (litert-torch inserts the transposes
-XNNPACK needs inside the graph); the manifest's TensorSpecs record them as they are. Shapes are static
+Layout: the file keeps the torch model's inputs and outputs as they are (NCHW for a torch CNN; litert-torch
+inserts the transposes XNNPACK needs inside the graph), or takes image inputs channels-last with ``--layout
+nhwc`` (edgekit.models.layout); the manifest's TensorSpecs record them as they are. Shapes are static
 at the example's sizes (litert-torch 0.10 fails to lower a dynamic batch through ``Flatten``), with batch
 1: the LiteRT session runs a larger batch one sample at a time, so the batch axis stays ``batch`` in the
 specs while height and width are fixed. fp16 stores weights as float16 (computation stays float32, as
@@ -93,7 +94,7 @@ class TfliteExporter(BaseExporter):
     needs_int8_data = True  # no random calibration: the error names --calib-data
 
     def describe(self, options: ExportOptions) -> str:
-        return "litert-torch, NCHW I/O, static shapes"
+        return "litert-torch, static shapes"
 
     def export(self, graph: ExportGraph, path: Path, options: ExportOptions) -> Artifact:
         require("torch", "tflite")
@@ -118,7 +119,7 @@ class TfliteExporter(BaseExporter):
         outputs = tuple(TensorSpec(name, spec.shape, spec.dtype) for name, spec in zip(output_names, session.outputs))
         if len(outputs) != len(output_names):
             raise ExportError(f"{path}: the file has {len(session.outputs)} outputs, the model {len(output_names)}")
-        provenance = {"exporter": f"litert-torch {_version('litert-torch')}", "layout": "NCHW (as the torch model)",
+        provenance = {"exporter": f"litert-torch {_version('litert-torch')}",
                       "shapes": "static; batch 1, larger batches run one sample at a time"}
         return Artifact(path, _static_specs(graph), outputs, provenance)
 

@@ -107,7 +107,7 @@ class Format:
 
 
 _ONNX_NOTE = "TorchScript exporter (opset 17) or torch.export (--dynamo); int8 static QDQ and fp16 via onnxruntime"
-_TFLITE_NOTE = ("litert-torch (torch.export, no TensorFlow), NCHW I/O, static shapes; fp16 weights and full int8 "
+_TFLITE_NOTE = ("litert-torch (torch.export, no TensorFlow), the model's layout or --layout nhwc, static shapes; fp16 weights and full int8 "
                 "via ai-edge-quantizer; runs in ai-edge-litert")
 
 _FORMATS: dict[str, Format] = {
