@@ -23,11 +23,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from edgekit.exporters.base import ExportGraph
-from edgekit.runtimes.errors import UsageError, ValidationError
+from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.session import Session
 
 from ..source import FamilyData, HostTiming, ModelRequest, ModelSource, Tokenizer
-from .graphs import CausalParts, Seq2SeqParts
+from .graphs import CausalParts, Seq2SeqParts, chain_error
 
 __all__ = ["slm_source", "parts_source", "resolve_parts", "BUILTIN_CHECKPOINTS", "TIMED_PAST", "TIMED_SOURCE"]
 
@@ -101,17 +101,6 @@ def _causal_feeds(parts: CausalParts, rng) -> list[dict]:
     return feeds
 
 
-def _worst(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float, where: str) -> float:
-    diff = np.abs(got - ref)
-    if got.shape != ref.shape or not np.all(diff <= atol + rtol * np.abs(ref)):
-        worst = float(diff.max()) if got.shape == ref.shape else float("inf")
-        raise ValidationError(
-            f"{where}: the exported graphs chained with their KV cache differ from the source model's forward "
-            f"by up to {worst:.3g} (atol {atol:g} + rtol {rtol:g}); the export is wrong and was not saved"
-        )
-    return float(diff.max(initial=0.0))
-
-
 def _step_feeds(parts: Seq2SeqParts | CausalParts, past: int = TIMED_PAST, source: int = TIMED_SOURCE) -> dict:
     """One decoder step at batch 1: a new token after ``past`` cached ones (and a ``source``-token input)."""
     rng = np.random.default_rng(2)
@@ -145,7 +134,7 @@ def _check_seq2seq_chain(parts: Seq2SeqParts, encoder: Session, decoder: Session
         past = {name.replace("present", "past"): value for name, value in out.items() if name.startswith("present")}
     with torch.no_grad():
         ref = parts.reference(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(dec_ids))
-    return _worst(np.concatenate(logits, axis=1), ref.float().numpy(), atol, rtol, f"{parts.name}")
+    return chain_error(np.concatenate(logits, axis=1), ref.float().numpy(), atol, rtol, f"{parts.name}")
 
 
 def _check_causal_chain(parts: CausalParts, decoder: Session, atol: float, rtol: float) -> float:
@@ -166,7 +155,7 @@ def _check_causal_chain(parts: CausalParts, decoder: Session, atol: float, rtol:
         ref = parts.reference(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
     got = np.concatenate(logits, axis=1)
     keep = mask.astype(bool)  # padded query rows carry no meaning
-    return _worst(got[keep], ref[keep], atol, rtol, f"{parts.name}")
+    return chain_error(got[keep], ref[keep], atol, rtol, f"{parts.name}")
 
 
 def _check_chain(parts: Seq2SeqParts | CausalParts, open_graph: Callable[[str], Session], atol: float,

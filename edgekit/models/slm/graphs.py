@@ -27,9 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
+from edgekit.runtimes.errors import ValidationError
 from edgekit.runtimes.spec import TensorSpec
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "SlmDecoderGraph",
     "SlmCausalGraph",
     "slm_parts",
+    "chain_error",
 ]
 
 
@@ -235,3 +238,15 @@ def slm_parts(model, name: str, provenance: Mapping[str, Any] | None = None) -> 
     if c.kind == "encoder-decoder":
         return Seq2SeqParts(encoder=SlmEncoderGraph(model), decoder=SlmDecoderGraph(model), reference=model, **common)
     return CausalParts(decoder=SlmCausalGraph(model), reference=model, **common)
+
+
+def chain_error(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float, where: str) -> float:
+    """The largest error of chained graphs' logits against the source model's; ValidationError above tolerance."""
+    diff = np.abs(got - ref)
+    if got.shape != ref.shape or not np.all(diff <= atol + rtol * np.abs(ref)):
+        worst = float(diff.max()) if got.shape == ref.shape else float("inf")
+        raise ValidationError(
+            f"{where}: the exported graphs chained with their KV cache differ from the source model's forward "
+            f"by up to {worst:.3g} (atol {atol:g} + rtol {rtol:g}); the export is wrong and was not saved"
+        )
+    return float(diff.max(initial=0.0))

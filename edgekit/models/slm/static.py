@@ -39,7 +39,7 @@ from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.spec import TensorSpec
 
 from ..source import HostTiming, ModelSource
-from .graphs import CausalParts, GraphSpecs, Seq2SeqParts, SlmDecoderGraph, _flat, _kv_names, _pairs
+from .graphs import CausalParts, GraphSpecs, Seq2SeqParts, SlmDecoderGraph, _flat, _kv_names, _pairs, chain_error
 from .layers import mask_bias
 
 __all__ = ["StaticDecoderGraph", "static_specs", "static_source", "SOURCE_LENGTH", "CACHE_LENGTH"]
@@ -112,8 +112,6 @@ def _decoder_feeds(rng: np.random.Generator, parts: Seq2SeqParts, specs: GraphSp
 def _check_static_chain(parts: Seq2SeqParts, open_graph, atol: float, rtol: float) -> dict[str, Any]:
     """Encoder once on a padded source, then the decoder token by token writing its cache slots, against the
     source model's teacher-forced forward on the unpadded source (at 10x the per-graph ``atol``)."""
-    from .export import _worst
-
     encoder, decoder = open_graph("encoder"), open_graph("decoder")
     rng = np.random.default_rng(1)
     source_length, cache_length = encoder.inputs[0].shape[1], decoder.inputs[3].shape[2]
@@ -134,7 +132,7 @@ def _check_static_chain(parts: Seq2SeqParts, open_graph, atol: float, rtol: floa
     with torch.no_grad():
         ref = parts.reference(torch.from_numpy(enc["input_ids"][:, :used]), torch.from_numpy(enc["attention_mask"][:, :used]),
                               torch.from_numpy(targets))
-    worst = _worst(np.concatenate(logits, axis=1), ref.float().numpy(), atol * 10, rtol, f"{parts.name} (static shapes)")
+    worst = chain_error(np.concatenate(logits, axis=1), ref.float().numpy(), atol * 10, rtol, f"{parts.name} (static shapes)")
     return {"max_abs_error": worst, "atol": atol * 10, "rtol": rtol, "passed": True,
             "static": {"source_length": int(source_length), "cache_length": int(cache_length)}}
 
