@@ -104,6 +104,16 @@ def data_feeds(calib_data: Path | None, source: ModelSource, n: int, seed: int) 
     return feeds, "random normal inputs (no real data given)"
 
 
+def _metric(source: ModelSource):
+    """(name, function) of the family's held-out score, None for top-1: a segmenter is scored by mIoU."""
+    if source.task != "segmentation":
+        return None
+    from edgekit.models.seg.metrics import miou_of_outputs
+
+    num_classes = source.extra.get("num_classes")
+    return "mIoU", lambda outputs, labels: miou_of_outputs(outputs, labels, num_classes)
+
+
 def _torch_top1(source: ModelSource, held_out: tuple[list[dict], Any]) -> float:
     import torch
 
@@ -166,7 +176,7 @@ def make_variant(exporter: Exporter, source: ModelSource, exported: Exported, pr
     else:
         (samples, data), labels = data_feeds(calib_data, source, 32, seed=2), None
     report = compare_outputs(_run_samples(exporter, fp32, inputs, samples),
-                             _run_samples(exporter, exported.file, inputs, samples), labels, data)
+                             _run_samples(exporter, exported.file, inputs, samples), labels, data, _metric(source))
     check_not_collapsed(report, precision, max_accuracy_drop=max_accuracy_drop, max_rel_error=max_rel_error)
     info["vs_fp32"] = report.to_json()
     return info
@@ -174,18 +184,21 @@ def make_variant(exporter: Exporter, source: ModelSource, exported: Exported, pr
 
 def accuracy_record(exporter: Exporter, source: ModelSource, exported: Exported, held_out, bn_step,
                     precision_info: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Held-out top-1 of each step and of the exported file, each with its sample count (None without labels)."""
+    """Held-out top-1 (a segmenter's mIoU, key ``miou``) of each step and of the exported file, each with its
+    sample count (None without labels)."""
     from edgekit.exporters.accuracy import top1
 
     if held_out is None:
         return None
     samples, labels = held_out
+    name, score = _metric(source) or ("top-1", top1)
     if precision_info:
         top = precision_info["vs_fp32"]["accuracy"]
     else:
-        top = top1(_run_samples(exporter, exported.file, exported.artifact.inputs, samples), labels)
-    return {"metric": "top-1", "data": f"held-out {source.name}", "steps": [bn_step.to_json()] if bn_step else [],
-            "exported": {"top1": top, "samples": len(labels), "runtime": exporter.record.runtime}}
+        top = score(_run_samples(exporter, exported.file, exported.artifact.inputs, samples), labels)
+    key = "miou" if name == "mIoU" else "top1"
+    return {"metric": name, "data": f"held-out {source.name}", "steps": [bn_step.to_json()] if bn_step else [],
+            "exported": {key: top, "samples": len(labels), "runtime": exporter.record.runtime}}
 
 
 def timed_graph(source: ModelSource) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,17 +24,22 @@ from edgekit.runtimes.errors import ExportError
 from edgekit.runtimes.spec import TensorSpec
 
 __all__ = ["PrecisionReport", "AccuracyStep", "compare_outputs", "compare_files", "check_not_collapsed", "top1",
-           "run_file"]
+           "run_file", "Metric"]
+
+# A task's held-out score of the outputs of several runs against their labels, in [0, 1] (top-1 by default;
+# a segmenter's family passes mIoU): ``metric(outputs, labels) -> float``.
+Metric = Callable[[Sequence[Mapping[str, np.ndarray]], np.ndarray], float]
 
 
 @dataclass(frozen=True)
 class PrecisionReport:
     samples: int  # rows over all runs (first axis), not runs
     mean_rel_error: float
-    top1_agreement: float | None  # for outputs shaped (batch, classes)
+    top1_agreement: float | None  # for outputs shaped (batch, classes), or per pixel for (batch, classes, H, W)
     accuracy_reference: float | None  # with labels
     accuracy_variant: float | None
     data: str = ""
+    metric: str = "top-1"  # what accuracy_* measure
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -45,7 +50,7 @@ class PrecisionReport:
     def to_json(self) -> dict[str, Any]:
         return {"samples": self.samples, "mean_rel_error": self.mean_rel_error, "top1_agreement": self.top1_agreement,
                 "accuracy_fp32": self.accuracy_reference, "accuracy": self.accuracy_variant,
-                "accuracy_drop": self.accuracy_drop, "data": self.data}
+                "accuracy_drop": self.accuracy_drop, "data": self.data, "metric": self.metric}
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,10 @@ def compare_outputs(
     variant: Sequence[Mapping[str, np.ndarray]],
     labels: np.ndarray | None = None,
     data: str = "",
+    metric: tuple[str, Metric] | None = None,
 ) -> PrecisionReport:
-    """Compare the first output of each run pair; top-1 for 2-D outputs; accuracy when labels are given.
+    """Compare the first output of each run pair; top-1 for 2-D outputs (per pixel for 4-D segmentation
+    logits); accuracy when labels are given: top-1, or ``metric`` (its name and function) when given.
     ``mean_rel_error`` is the mean over runs; ``samples`` counts rows (a run may hold a batch)."""
     assert len(reference) == len(variant), "reference and variant must cover the same samples"
     errors, ref_top, var_top, rows = [], [], [], 0
@@ -121,10 +128,13 @@ def compare_outputs(
         b = np.asarray(next(iter(b_out.values())), np.float64)
         errors.append(float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-12)))
         rows += a.shape[0] if a.ndim else 1  # a run holds a batch of samples on the first axis
-        if a.ndim == 2:
-            ref_top.append(a.argmax(1))
-            var_top.append(b.argmax(1))
+        if a.ndim == 2 or (a.ndim == 4 and metric is not None):  # per pixel for segmentation logits
+            ref_top.append(a.argmax(1).reshape(-1))
+            var_top.append(b.argmax(1).reshape(-1))
     agreement = accuracy_ref = accuracy_var = None
+    if metric is not None and labels is not None:
+        accuracy_ref, accuracy_var = metric[1](reference, labels), metric[1](variant, labels)
+        labels = None  # scored already
     if ref_top:
         ref_pred, var_pred = np.concatenate(ref_top), np.concatenate(var_top)
         agreement = float(np.mean(ref_pred == var_pred))
@@ -133,7 +143,8 @@ def compare_outputs(
             assert labels.shape == ref_pred.shape, "one label per sample"
             accuracy_ref = float(np.mean(ref_pred == labels))
             accuracy_var = float(np.mean(var_pred == labels))
-    return PrecisionReport(rows, float(np.mean(errors)), agreement, accuracy_ref, accuracy_var, data)
+    return PrecisionReport(rows, float(np.mean(errors)), agreement, accuracy_ref, accuracy_var, data,
+                           metric[0] if metric is not None else "top-1")
 
 
 def compare_files(
@@ -149,7 +160,8 @@ def check_not_collapsed(report: PrecisionReport, precision: str, *, max_accuracy
     drop = report.accuracy_drop
     if drop is not None and drop > max_accuracy_drop:
         raise ExportError(
-            f"{precision} collapses accuracy on {report.samples} {report.data} samples: "
+            f"{precision} collapses {'accuracy' if report.metric == 'top-1' else report.metric} on {report.samples} "
+            f"{report.data} samples: "
             f"{100 * report.accuracy_reference:.1f}% fp32 -> {100 * report.accuracy_variant:.1f}% "
             f"(drop {100 * drop:.1f} points > allowed {100 * max_accuracy_drop:.1f}); not written"
         )

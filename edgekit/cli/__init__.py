@@ -19,7 +19,9 @@ import typer
 
 from edgekit.runtimes.errors import EdgekitError, UsageError
 
-from . import agent, bench, calibrate, export, formats, generate, inspect, lut, ofa, profile, run, select, store, targets
+from . import agent, bench, calibrate, compress, export, formats, generate, inspect, lut, ofa, profile, run, select, store
+from . import eval as eval_cmd
+from . import targets
 from . import truth
 
 __all__ = ["app", "main"]
@@ -31,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (export, select, run, inspect, bench, profile, calibrate, lut, agent, store, generate, ofa, formats):
+for module in (export, compress, eval_cmd, select, run, inspect, bench, profile, calibrate, lut, agent, store, generate, ofa, formats):
     module.register(app)
 app.add_typer(targets.app, name="targets")
 truth.register(app)

@@ -96,15 +96,17 @@ def export_command(
             vs = variant["vs_fp32"]
             text = f"{manifest.precision} vs fp32: mean relative error {vs['mean_rel_error']:.2e}"
             if vs["top1_agreement"] is not None:
-                text += f", top-1 agreement {100 * vs['top1_agreement']:.1f}%"
+                agreement = "pixel agreement" if vs.get("metric") == "mIoU" else "top-1 agreement"
+                text += f", {agreement} {100 * vs['top1_agreement']:.1f}%"
             if vs["accuracy_drop"] is not None:
-                text += f", accuracy {100 * vs['accuracy_fp32']:.1f}% -> {100 * vs['accuracy']:.1f}%"
+                text += f", {_metric_name(vs.get('metric'))} {100 * vs['accuracy_fp32']:.1f}% -> {100 * vs['accuracy']:.1f}%"
             out.print(text + f" ({vs['samples']} samples of {vs['data']})")
             if "chosen" in variant:
                 out.print(f"int8 configuration: {variant['chosen']} (fastest within error of the best, measured here)")
         if accuracy:
             exported = accuracy["exported"]
-            out.print(f"accuracy: held-out top-1 {100 * exported['top1']:.1f}% ({exported['samples']} samples of "
+            value = exported.get("miou", exported.get("top1"))
+            out.print(f"accuracy: held-out {accuracy['metric']} {100 * value:.1f}% ({exported['samples']} samples of "
                       f"{accuracy['data']}, {exported['runtime']})")
         for entry in latency:  # a model of several graphs says which graph / step each latency is of
             what = entry.details.get("what")
@@ -181,3 +183,8 @@ def _one_subnet(subnet: Optional[str], subnet_file: Optional[Path]) -> Optional[
 
 def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
+
+
+def _metric_name(metric: str | None) -> str:
+    """How the summary names a variant's held-out score: ``accuracy`` (top-1) or the task's metric."""
+    return metric if metric and metric != "top-1" else "accuracy"

@@ -1,9 +1,10 @@
 """Model families: the one registry that turns a ``--model`` reference into a :class:`ModelSource`.
 
 A reference is one of:
-- a built-in name (``edgekit export --model NAME``): ``mobilenet-v3-small``, ``ofa-mbv3``, and the
-  small language models ``slm-encdec`` / ``slm-deconly``;
-- a prefixed reference: ``slm:FILE.pt`` (your own SLM checkpoint), ``hf:DIR`` (a Hugging Face T5/BART);
+- a built-in name (``edgekit export --model NAME``): ``mobilenet-v3-small``, ``ofa-mbv3``, the
+  small language models ``slm-encdec`` / ``slm-deconly``, the segmenters ``seg-simple`` / ``seg-vwformer``;
+- a prefixed reference: ``slm:FILE.pt`` (your own SLM checkpoint), ``hf:DIR`` (a Hugging Face T5/BART),
+  ``hf-seg:DIR`` (a Hugging Face SegFormer);
 - ``package.module:factory`` or ``path/to/file.py:factory``, a callable returning an ``nn.Module``;
 - a ``.pt2`` archive written by ``torch.export.save``.
 
@@ -90,6 +91,7 @@ _SLM_LIMITS = dict(
     dynamo=False,
     dynamo_note="torch.export cannot take the dynamic KV-cache axes of its graphs yet; export without --dynamo",
 )
+_SEG = "edgekit.models.seg.source:seg_source"
 _FAMILIES: list[Family] = [
     Family("mobilenet-v3-small", "edgekit.models.user:mobilenet_source"),
     Family("ofa-mbv3", "edgekit.models.ofa_family:ofa_source", bn_data=True, searchable=True),
@@ -97,6 +99,9 @@ _FAMILIES: list[Family] = [
     Family("slm-deconly", _SLM, **_SLM_LIMITS),
     Family("slm:FILE.pt", _SLM, prefix="slm:", **_SLM_LIMITS),
     Family("hf:DIR", _SLM, prefix="hf:", **_SLM_LIMITS),
+    Family("seg-simple", _SEG),
+    Family("seg-vwformer", _SEG),
+    Family("hf-seg:DIR", _SEG, prefix="hf-seg:"),
     Family("a .pt2 file", "edgekit.models.user:pt2_source", match=lambda ref: ref.endswith(".pt2")),
     Family("package.module:factory; path/to/file.py:factory", "edgekit.models.user:factory_source",
            match=is_factory_ref),
@@ -139,7 +144,7 @@ def find_family(ref: str | None) -> Family:
         >>> find_family("ofa-mbv")
         Traceback (most recent call last):
         ...
-        edgekit.runtimes.errors.UsageError: --model 'ofa-mbv' is not a model reference (did you mean 'ofa-mbv3'?); accepted: built-in names mobilenet-v3-small, ofa-mbv3, slm-encdec, slm-deconly; slm:FILE.pt; hf:DIR; a .pt2 file; or package.module:factory; path/to/file.py:factory
+        edgekit.runtimes.errors.UsageError: --model 'ofa-mbv' is not a model reference (did you mean 'ofa-mbv3'?); accepted: built-in names mobilenet-v3-small, ofa-mbv3, slm-encdec, slm-deconly, seg-simple, seg-vwformer; slm:FILE.pt; hf:DIR; hf-seg:DIR; a .pt2 file; or package.module:factory; path/to/file.py:factory
     """
     ref = ref or DEFAULT_MODEL
     for kind in (lambda f: f.named, lambda f: f.prefix is not None, lambda f: f.match is not None):
