@@ -59,8 +59,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer("exporters", 3, ("edgekit.exporters",), "torch -> model files, validation, precision variants"),
     Layer("models", 4, ("edgekit.models", "edgekit.calibration_zoo"), "model families, their data and weights"),
     Layer("search", 5, ("edgekit.search", "edgekit.profiling"), "selection under a budget; measuring for it"),
-    Layer("pipeline", 6, ("edgekit.pipeline", "edgekit.export_steps", "edgekit.compress"),
-          "the export chain that writes a bundle; compression that exports through it"),
+    Layer("pipeline", 6, ("edgekit.pipeline", "edgekit.export_steps", "edgekit.compress", "edgekit.measured_select"),
+          "the export chain that writes a bundle; compression and measured selection that export through it"),
     Layer("cli", 7, ("edgekit.cli", "edgekit.__main__"), "the command line"),
     Layer("tools", 7, ("edgekit.tools",), "offline build scripts (python -m edgekit.tools.NAME)"),
 )

@@ -38,6 +38,9 @@ def export_command(
     bn_data: Optional[Path] = typer.Option(None, "--bn-data", help="ofa-mbv3: BatchNorm recalibration images, .npy (N, C, H, W) (default: the family's data)."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="int8 calibration samples only: .npy shaped (N, ...)."),
     calib_samples: int = typer.Option(64, "--calib-samples", help="How many calibration samples to use."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="With --budget-ms, any model: labelled .npz (inputs, labels); the candidate chosen by measured accuracy is exported."),
+    metric: str = typer.Option("top1", "--metric", help="With --eval-data: top1 | miou | mse | module:function."),
+    levels: Optional[str] = typer.Option(None, "--levels", help="With --eval-data: compression levels (fractions of MACs removed), e.g. 0.3,0.5."),
     layout: str = typer.Option("nchw", "--layout", help="nhwc: image inputs channels-last (N, H, W, C), transposed to the model's NCHW inside the graph."),
     max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", callback=number_range(0, 1), help="Refuse --bn-data or int8/fp16 losing more held-out accuracy (0.05 = 5 points)."),
     min_agreement: float = typer.Option(0.99, "--min-agreement", help="Language models: refuse an int8/fp16 decoder below this greedy token agreement with fp32 (0.99 = 99%)."),
@@ -67,7 +70,10 @@ def export_command(
         force=force,
     )
     with progress(not as_json) as say:
-        result = export_bundle(request, progress=say)
+        if eval_data is not None:
+            result = _export_measured(request, eval_data, metric, levels, say)
+        else:
+            result = export_bundle(request, progress=say)
     manifest = result.manifest
 
     def render() -> None:
@@ -112,7 +118,13 @@ def export_command(
             what = entry.details.get("what")
             out.print(entry.summary() + (f": {what}" if what else ""))
         search = manifest.extra.get("search")
-        if search:
+        if search and search.get("by") == "measurement":  # export --eval-data --budget-ms
+            choice = search["choice"]
+            out.print(f"chosen by measurement under {search['budget_ms']:g} ms: level {choice['level']:g}, "
+                      f"{choice['unit']}/{choice['precision']}/{choice['format']}, {choice['latency_ms']:.3f} ms "
+                      f"({choice['latency_source']}), {search['metric']} {choice['accuracy']:.4f} (measured on "
+                      f"{search['eval_samples']} eval samples); budget {'held' if search['budget_held'] else 'MISSED'}")
+        elif search:
             best = search["best"]
             out.print(f"search: {best['unit']}/{best['precision']} predicted {best['latency_ms']:.3f} ms "
                       f"({best['latency_source']}) and {100 * best['accuracy']:.2f}% (predicted) under {search['budget_ms']:g} ms; "
@@ -188,3 +200,23 @@ def register(app: typer.Typer) -> None:
 def _metric_name(metric: str | None) -> str:
     """How the summary names a variant's held-out score: ``accuracy`` (top-1) or the task's metric."""
     return metric if metric and metric != "top-1" else "accuracy"
+
+
+def _export_measured(request, eval_data: Path, metric: str, levels: Optional[str], say):
+    """``export --budget-ms B --eval-data F``: select by measurement (edgekit.measured_select), write the choice."""
+    from edgekit.measured_select import MeasuredRequest, export_choice, select_measured
+    from edgekit.pipeline import ExportResult
+    from edgekit.runtimes.bundle import read_bundle
+    from edgekit.runtimes.errors import UsageError
+
+    from .select_measured import parse_levels
+
+    if request.search.budget_ms is None:
+        raise UsageError("--eval-data selects a candidate under --budget-ms: pass --budget-ms too")
+    precision = request.output.precision or "auto"
+    selection = select_measured(MeasuredRequest(request.model, eval_data, metric, request.target,
+                                                request.search.budget_ms, parse_levels(levels), unit=request.search.unit,
+                                                precision=precision, target_file=request.target_file), say)
+    say(f"writing {selection.best.candidate.label()} to {request.out}")
+    out = export_choice(selection, Path(request.out), force=request.force)
+    return ExportResult(out, read_bundle(out).manifest)

@@ -54,10 +54,22 @@ def select_command(
                                "published measurements where it has one, else 0.1)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: 1 on host, all cores elsewhere)."),
     predictor: Optional[Path] = typer.Option(None, "--accuracy-predictor", help="A predictor path stem (default: shipped)."),
+    eval_data: Optional[Path] = typer.Option(
+        None, "--eval-data", help="Any model: labelled .npz (inputs, labels): candidates are exported and their accuracy measured."),
+    metric: str = typer.Option("top1", "--metric", help="With --eval-data: top1 | miou | mse | module:function (higher is better)."),
+    levels: Optional[str] = typer.Option(
+        None, "--levels", help="With --eval-data: compression levels to try, fractions of MACs removed by structured pruning, e.g. 0.3,0.5."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --eval-data: the model's example input shape."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the Pareto front with the budget line as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target."""
+    """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target; with
+    --eval-data, any model's candidates (compression level x precision x format x unit), measured."""
+    if eval_data is not None:
+        from .select_measured import run_measured
+
+        run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json)
+        return
     from edgekit.targets import resolve_target
     from edgekit.search.run import run_selection, selection_json
 

@@ -1,0 +1,59 @@
+"""``edgekit select --eval-data``: the measured selection's options, run and table (edgekit.measured_select)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from .common import emit, out, progress, table
+
+__all__ = ["run_measured", "parse_levels"]
+
+
+def parse_levels(text: Optional[str]) -> tuple[float, ...]:
+    """``--levels 0.3,0.5`` -> (0.0, 0.3, 0.5): the model as given is always a candidate.
+
+    Example:
+        >>> parse_levels("0.3,0.5"), parse_levels(None)
+        ((0.0, 0.3, 0.5), (0.0,))
+    """
+    from edgekit.runtimes.errors import UsageError
+
+    if not text:
+        return (0.0,)
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--levels {text!r}: expected comma-separated fractions of MACs to remove, e.g. 0.3,0.5") from None
+    return tuple(dict.fromkeys((0.0, *values)))
+
+
+def run_measured(model: str, target: str, budget_ms: float, eval_data: Path, metric: str, levels: Optional[str],
+                 unit: Optional[str], precision: str, margin: Optional[float], input_shape: Optional[str],
+                 as_json: bool) -> dict[str, Any]:
+    """Select ``model``'s best candidate by measurement and print it (table or JSON); returns the record."""
+    from edgekit.measured_select import MeasuredRequest, select_measured, selection_record
+    from edgekit.models.registry import ModelRequest, parse_shape
+
+    request = MeasuredRequest(ModelRequest(model, parse_shape(input_shape) if input_shape else None), eval_data, metric,
+                              target, budget_ms, parse_levels(levels), unit=unit, precision=precision, margin=margin)
+    with progress(not as_json) as say:
+        selection = select_measured(request, say)
+    data = selection_record(selection, request)
+
+    def render() -> None:
+        best, shown = data["best"], selection.metric.display
+        out.print(f"[bold]{data['target']}[/bold], budget {budget_ms:g} ms: {selection.best.candidate.label()}; "
+                  f"{best['latency_ms']:.3f} ms ({best['latency_source']}), {shown(best['accuracy'])} "
+                  f"({best['accuracy_source']})")
+        rows = [[r.candidate.label(), f"{r.latency_ms:.3f}", r.latency_source, shown(r.accuracy) if r.accuracy is not None
+                 else "not measured", "yes" if selection.fits(r) else ""] for r in sorted(selection.results, key=lambda r: r.latency_ms)]
+        out.print(table(f"candidates ({selection.metric.name} measured on {data['eval_samples']} eval samples, "
+                        f"{data['calibration_samples']} kept for int8 calibration)",
+                        ["candidate", "ms", "latency source", selection.metric.name, "fits"], rows))
+        counts = data["measured"]
+        out.print(f"{counts['candidates']} candidates, accuracy measured for {counts['accuracy_measured']} "
+                  f"({counts['accuracy_runs_now']} now, the rest from the cache); {counts['exported_now']} files exported now")
+
+    emit(data, as_json, render)
+    return data

@@ -1,0 +1,354 @@
+"""Selection by measurement for any model: ``edgekit select --model REF --eval-data val.npz --metric top1``.
+
+A family without a search space (your own model, a .pt2, MobileNetV3, a segmenter) has a small, discrete
+set of candidates: compression level (``--levels``: MACs removed by structured pruning, 0 = the model
+as given) x the (unit, precision, format) options the target runs and edgekit can write. Each candidate
+is exported through the export pipeline (validated against torch), its latency is the pipeline's one
+chooser (measured on the host; measured > calibrated > modeled on a device), and its accuracy is
+*measured* on the eval data through the exported file and its runtime. Nothing is predicted.
+
+Cheap first: every candidate's latency is known once its file is written; accuracy is measured only for
+candidates that fit the budget, in order of an upper bound (a level's fp32 accuracy bounds its pruned /
+quantized files: pruning and quantization are assumed not to raise accuracy, which the measurements
+check), and stops when no unmeasured candidate can beat the best measured one; the output says how
+many were measured. Results are cached by content (the model's weights and input specs, the eval data's
+sha256, the target): a second ``select`` with another budget re-uses every file and score.
+int8 calibrates on the first ``calibration`` samples of the eval data; accuracy is scored on the rest.
+
+Example:
+    >>> from edgekit.models.registry import ModelRequest                                      # doctest: +SKIP
+    >>> result = select_measured(MeasuredRequest(ModelRequest("tests.fixtures.tiny_models:tiny_cnn"),
+    ...                          Path("val.npz"), "top1", "host", 5.0))                       # doctest: +SKIP
+    >>> result.best.candidate, result.best.accuracy                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from edgekit.models.registry import ModelRequest, ModelSource, find_family
+from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.files import atomic_write_text
+from edgekit.search.eval_data import EvalData, Metric, get_metric, load_eval_data
+from edgekit.search.select import FIXED_MARGIN, Option, deployment_options
+
+__all__ = ["MeasuredRequest", "MeasuredCandidate", "CandidateResult", "MeasuredSelection", "select_measured",
+           "selection_record", "export_choice", "selection_cache_dir"]
+
+Progress = Callable[[str], None]
+CALIBRATION = 64  # eval samples set apart for int8 calibration (never scored)
+
+
+@dataclass(frozen=True)
+class MeasuredRequest:
+    model: ModelRequest
+    eval_data: Path
+    metric: str
+    target: str
+    budget_ms: float
+    levels: tuple[float, ...] = (0.0,)
+    unit: str | None = None
+    precision: str = "auto"
+    target_file: Path | None = None
+    margin: float | None = None  # modeled latency must fit budget / (1 + margin); measured (host) needs none
+    runs: int = 30  # host timing runs per candidate
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class MeasuredCandidate:
+    level: float
+    unit: str
+    precision: str
+    format: str
+
+    def label(self) -> str:
+        pruned = f"pruned {100 * self.level:.0f}% MACs" if self.level else "dense"
+        return f"{pruned}, {self.unit}/{self.precision}/{self.format}"
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    candidate: MeasuredCandidate
+    latency_ms: float
+    latency_source: str
+    accuracy: float | None = None  # None: not measured (it could not beat the choice)
+    bundle: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self.candidate), "latency_ms": round(self.latency_ms, 4), "latency_source": self.latency_source,
+                "accuracy": self.accuracy, "measured": self.accuracy is not None}
+
+
+@dataclass(frozen=True)
+class MeasuredSelection:
+    best: CandidateResult | None  # None only before :func:`_choose`
+    results: tuple[CandidateResult, ...]
+    budget_ms: float
+    margin: float
+    metric: Metric
+    eval_samples: int
+    calibration_samples: int
+    measured_now: int  # accuracy runs in this call (0 when everything came from the cache)
+    exported_now: int
+    fastest: CandidateResult = field(default=None)  # type: ignore[assignment]
+
+    @property
+    def front(self) -> tuple[CandidateResult, ...]:
+        """Measured candidates no other measured one beats on both latency and accuracy, fastest first."""
+        measured = sorted((r for r in self.results if r.accuracy is not None), key=lambda r: (r.latency_ms, -r.accuracy))
+        front, best = [], -np.inf
+        for r in measured:
+            if r.accuracy > best:
+                front.append(r)
+                best = r.accuracy
+        return tuple(front)
+
+    def fits(self, result: CandidateResult) -> bool:
+        margin = 0.0 if result.latency_source == "measured" else self.margin
+        return result.latency_ms * (1.0 + margin) <= self.budget_ms
+
+
+def selection_cache_dir() -> Path:
+    """Where measured candidates are cached: ``$EDGEKIT_CACHE_DIR/select``, else the user cache's ``select``."""
+    from edgekit.targets.store import default_store_path
+
+    return default_store_path().parent / "select"
+
+
+def _source_key(source: ModelSource) -> str:
+    """The model's content: weights, buffers and input specs (the same model gives the same key)."""
+    digest = hashlib.sha256()
+    graph = source.graph
+    digest.update(json.dumps([[s.name, list(map(str, s.shape)), s.dtype] for s in graph.inputs]).encode())
+    for name, tensor in graph.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _pruned(source: ModelSource, level: float) -> ModelSource:
+    """``source`` with ``level`` of its MACs removed by structured pruning (torch-pruning; no fine-tuning)."""
+    from edgekit.compress.prune import prune_to_macs
+
+    pruned = prune_to_macs(source.graph.module, source.graph.example_inputs[0], level)  # a pruned copy
+    graph = replace(source.graph, module=pruned.model.eval())
+    return replace(source, graphs={graph.name: graph}, name=f"{source.name}-pruned{round(100 * level)}")
+
+
+def _calibration_data(samples: np.ndarray, work: Path) -> Path:
+    path = work / "calibration.npy"
+    if not path.exists():
+        np.save(path, samples.astype(np.float32))
+    return path
+
+
+def _score(bundle: Path, data: EvalData, metric: Metric, batch: int = 32) -> float:
+    import edgekit.runtimes as rt
+
+    session = rt.load(bundle, threads=1)
+    name = session.inputs[0].name
+    outputs = [next(iter(session.run({name: data.inputs[i:i + batch]}).values()))
+               for i in range(0, len(data), batch)]
+    return metric.score(np.concatenate(outputs), data.labels)
+
+
+def _check_fits(source: ModelSource, data: EvalData, metric: Metric) -> None:
+    """The eval data fits the model's input, and the labels its output and the metric (before any export)."""
+    import torch
+
+    graph = source.graph
+    if len(graph.inputs) != 1:
+        raise UsageError(f"--eval-data: the model has {len(graph.inputs)} inputs; measured selection feeds one")
+    spec = graph.inputs[0]
+    sample = tuple(data.inputs.shape[1:])
+    if len(sample) != len(spec.shape) - 1 or any(isinstance(d, int) and d != s for d, s in zip(spec.shape[1:], sample)):
+        raise UsageError(f"--eval-data {data.path}: inputs shaped (N, {', '.join(map(str, sample))}) do not fit the "
+                         f"model's input {spec.name!r} {spec.shape_str()}")
+    with torch.no_grad():
+        out = graph.module(torch.from_numpy(data.inputs[:2].astype(np.float32)))
+    out = next(iter(out.values())) if isinstance(out, Mapping) else out[0] if isinstance(out, (tuple, list)) else out
+    metric.check(out.numpy(), data.labels, f"--eval-data {data.path} with --metric {metric.name}")
+
+
+def _latency(manifest, target_name: str, unit: str) -> tuple[float, str] | None:
+    for entry in manifest.latency:
+        if entry.get("target") == target_name and entry.get("ms") is not None and (
+                target_name == "host" or entry.get("unit") == unit):
+            return float(entry["ms"]), str(entry["source"])
+    return None
+
+
+def _options(request: MeasuredRequest, target) -> list[Option]:
+    """Every (unit, precision, format) the target runs and edgekit can write here: each of a unit's formats."""
+    from edgekit.pipeline import target_formats
+    from edgekit.search.select import writable
+
+    checked = deployment_options(target, request.unit, request.precision, writable_only=True)  # raises when none
+    units = {o.unit for o in checked}
+    return [Option(o.unit, o.precision, fmt) for o in checked for fmt in target_formats(target)
+            if fmt in target.unit(o.unit).formats and writable(fmt) and o.unit in units]
+
+
+def select_measured(request: MeasuredRequest, progress: Progress | None = None) -> MeasuredSelection:
+    """Export, time and score the candidates (see the module docstring); the most accurate one that fits."""
+    from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, export_bundle, resolve_target
+
+    say = progress or (lambda message: None)
+    if not request.budget_ms > 0:
+        raise UsageError(f"--budget-ms must be > 0, got {request.budget_ms}")
+    bad = [level for level in request.levels if not 0.0 <= level < 1.0]
+    if bad:
+        raise UsageError(f"--levels {bad[0]}: a compression level is the fraction of MACs removed, in [0, 1)")
+    metric = get_metric(request.metric)
+    data = load_eval_data(request.eval_data)
+    target = resolve_target(request.target, request.target_file)
+    options = _options(request, target)
+    family = find_family(request.model.ref)
+    if family.variant is not None:
+        raise UsageError(f"--model {request.model.ref}: a language model; select it by generation budget instead")
+    say(f"loading model {request.model.ref}")
+    source = family.load(request.model)
+    if not source.single_graph:
+        raise UsageError(f"--model {request.model.ref}: {len(source.graphs)} graphs; measured selection takes one-graph models")
+    _check_fits(source, data, metric)
+    calibration = min(CALIBRATION, len(data) // 4)
+    scored, calib = data.split(calibration)
+    if len(scored) == 0:
+        raise UsageError(f"--eval-data {data.path}: {len(data)} samples leave none to score after {calibration} for calibration")
+    key = f"{_source_key(source)}-{target.name}"
+    work = (request.cache_dir or selection_cache_dir()) / key
+    work.mkdir(parents=True, exist_ok=True)
+    scores_file = work / f"scores-{data.sha256[:16]}-{calibration}-{metric.name.replace(':', '.')}.json"
+    scores: dict[str, float] = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    results: list[CandidateResult] = []
+    exported = 0
+    for level in sorted(set(request.levels)):
+        level_source = source if level == 0 else None
+        for fmt, precision in dict.fromkeys((o.format, o.precision) for o in options):
+            bundle = work / f"L{round(1000 * level)}-{fmt}-{precision}"
+            if not (bundle / "manifest.json").is_file():
+                if level_source is None:
+                    say(f"pruning {100 * level:.0f}% of the MACs")
+                    level_source = _pruned(source, level)
+                say(f"exporting {MeasuredCandidate(level, '-', precision, fmt).label()}")
+                try:
+                    export_bundle(ExportRequest(
+                        out=bundle, model=request.model, source=level_source, target=target.name,
+                        target_file=request.target_file,
+                        output=OutputConfig(format=fmt, precision=precision,
+                                            int8_calibration_data=_calibration_data(calib, work)
+                                        if calibration and precision == "int8" else None,
+                                            int8_calibration_samples=max(calibration, 1)),
+                        measure=MeasureConfig(runs=request.runs if target.name == "host" else 0), force=False))
+                except Exception as exc:  # a candidate that cannot be written (e.g. int8 collapse) is reported, not fatal
+                    from edgekit.runtimes.errors import one_line
+
+                    say(f"skipped {fmt} {precision} at level {level:g}: {one_line(exc)}")
+                    continue
+                exported += 1
+            from edgekit.runtimes.bundle import read_bundle
+
+            manifest = read_bundle(bundle).manifest
+            for option in (o for o in options if (o.format, o.precision) == (fmt, precision)):
+                found = _latency(manifest, target.name, option.unit)
+                if found is None:
+                    continue
+                candidate = MeasuredCandidate(level, option.unit, precision, fmt)
+                results.append(CandidateResult(candidate, found[0], found[1], scores.get(bundle.name), str(bundle)))
+    if not results:
+        raise UsageError(f"no candidate of {request.model.ref} could be exported and timed for {target.name}")
+    margin = FIXED_MARGIN if request.margin is None else request.margin
+    selection = MeasuredSelection(None, tuple(results), request.budget_ms, margin, metric, len(scored), calibration, 0,
+                                  exported, min(results, key=lambda r: r.latency_ms))
+    return _choose(selection, scored, scores, scores_file, say)
+
+
+def _choose(selection: MeasuredSelection, data: EvalData, scores: dict[str, float], scores_file: Path,
+            say: Progress) -> MeasuredSelection:
+    """Measure accuracy lazily: fitting candidates by upper bound (their level's fp32 accuracy), best first."""
+    results = list(selection.results)
+    measured = 0
+
+    def measure(index: int) -> float:
+        nonlocal measured
+        result = results[index]
+        name = Path(result.bundle).name
+        if name not in scores:
+            say(f"measuring {selection.metric.name} of {result.candidate.label()}")
+            scores[name] = _score(Path(result.bundle), data, selection.metric)
+            atomic_write_text(scores_file, json.dumps(scores, indent=1) + "\n")
+            measured += 1
+        results[index] = replace(result, accuracy=scores[name])
+        return scores[name]
+
+    bounds: dict[float, float] = {}
+    for i, r in enumerate(results):  # a level's fp32 file bounds its variants
+        if r.candidate.precision == "fp32" and r.candidate.level not in bounds:
+            bounds[r.candidate.level] = measure(i)
+    fitting = [i for i, r in enumerate(results) if selection.fits(r)]
+    order = sorted(fitting, key=lambda i: (-bounds.get(results[i].candidate.level, np.inf), results[i].latency_ms))
+    best: int | None = None
+    for i in order:
+        bound = bounds.get(results[i].candidate.level, np.inf)
+        if best is not None and results[best].accuracy >= bound:
+            break  # nothing left can beat the choice
+        value = measure(i)
+        if best is None or value > results[best].accuracy or (
+                value == results[best].accuracy and results[i].latency_ms < results[best].latency_ms):
+            best = i
+    if best is None:
+        from edgekit.search.evolution import NoFeasibleCandidate
+
+        fastest = selection.fastest
+        raise NoFeasibleCandidate(
+            f"no candidate meets {selection.budget_ms:g} ms (modeled latencies with a {100 * selection.margin:g}% margin "
+            f"for prediction error): the fastest is {fastest.candidate.label()} at {fastest.latency_ms:.3f} ms "
+            f"({fastest.latency_source})", fastest)
+    return replace(selection, best=results[best], results=tuple(results), measured_now=measured)
+
+
+def selection_record(selection: MeasuredSelection, request: MeasuredRequest) -> dict[str, Any]:
+    """JSON-ready: the choice with its latency and accuracy sources, the front, counts."""
+    best = selection.best
+    return {
+        "model": request.model.ref, "target": request.target, "budget_ms": selection.budget_ms, "margin": selection.margin,
+        "metric": selection.metric.name, "eval_data": str(request.eval_data), "eval_samples": selection.eval_samples,
+        "calibration_samples": selection.calibration_samples,
+        "best": None if best is None else {**best.to_json(), "accuracy_source": f"measured ({selection.metric.name} on "
+                                                                                 f"{selection.eval_samples} eval samples)"},
+        "fastest": selection.fastest.to_json(),
+        "pareto": [r.to_json() for r in selection.front],
+        "candidates": [r.to_json() for r in selection.results],
+        "measured": {"candidates": len(selection.results), "accuracy_measured": sum(r.accuracy is not None for r in selection.results),
+                     "accuracy_runs_now": selection.measured_now, "exported_now": selection.exported_now},
+    }
+
+
+
+def export_choice(selection: MeasuredSelection, out: Path, *, force: bool = False) -> Path:
+    """Write the chosen candidate's bundle (validated and timed when it was measured) to ``out``, atomically,
+    with the selection recorded in the manifest's ``extra.search``; refuses what edgekit did not write."""
+    from edgekit.runtimes.bundle import read_bundle
+    from edgekit.runtimes.bundle_writer import BundleWriter
+
+    assert selection.best is not None
+    source = Path(selection.best.bundle)
+    manifest = read_bundle(source).manifest
+    best = selection.best
+    record = {"by": "measurement", "budget_ms": selection.budget_ms, "metric": selection.metric.name,
+              "choice": best.to_json(), "eval_samples": selection.eval_samples,
+              "budget_held": selection.fits(best), "pareto": [r.to_json() for r in selection.front]}
+    with BundleWriter(out, force=force) as stage:
+        for name in manifest.files:
+            (stage.path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, stage.path / name)
+        stage.commit(replace(manifest, files={}, extra={**manifest.extra, "search": record}))
+    return out
