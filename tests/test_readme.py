@@ -40,6 +40,8 @@ def test_ci_runs_the_readme_test_command():
 NOT_RUN = {
     "edgekit export --model ofa-mbv3 --checkpoint ofa_mbv3_d234_e346_k357_w1.0 --subnet-file w10.json --out out/w10":
         "a released once-for-all checkpoint (tests/test_ofa_checkpoint.py runs that path on a generated one)",
+    "edgekit select --model ofa-mbv3 --checkpoint ofa_mbv3_d234_e346_k357_w1.0 --accuracy ofa_acc_predictor.pth --target rpi5 --budget-ms 30":
+        "once-for-all's released supernet and predictor (tests/test_released_predictor.py runs that path on generated ones)",
     "edgekit agent --token-file ~/.edgekit-token --port 8765": "a server that runs until stopped (tests/test_agent.py)",
     "edgekit profile out/rpi5 --target rpi5 --agent http://pi:8765 --token-file ~/.edgekit-token": "a Raspberry Pi on the network",
     "edgekit calibrate --target host --threads 1": "minutes of measurement (tests/test_profile.py runs it small)",

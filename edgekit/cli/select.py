@@ -41,6 +41,31 @@ def _plot(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def _accuracy_options(model: str, checkpoint: Path | None, accuracy: Path | None,
+                      predictor: Path | None) -> tuple[str, Path | None]:
+    """The model (the space ``--checkpoint`` fits) and the predictor path that ``--accuracy`` and
+    ``--accuracy-predictor`` name."""
+    from edgekit.models.ofa.released_predictor import is_released
+    from edgekit.runtimes.errors import UsageError
+
+    if accuracy is not None and predictor is not None:
+        raise UsageError("pass --accuracy (once-for-all's .pth) or --accuracy-predictor (an edgekit stem), not both")
+    if accuracy is not None and not is_released(accuracy):
+        raise UsageError(f"--accuracy {accuracy}: expected once-for-all's released predictor, a .pth file "
+                         "(an edgekit predictor stem goes to --accuracy-predictor)")
+    if checkpoint is not None:
+        from edgekit.models.ofa import SPACE_NAMES
+        from edgekit.models.ofa_family import checkpoint_space
+
+        if model != "ofa-mbv3" and model not in SPACE_NAMES:
+            raise UsageError(f"--checkpoint takes once-for-all supernet weights: --model ofa-mbv3, not {model!r}")
+        found = checkpoint_space(checkpoint)
+        if model in SPACE_NAMES and model != found:
+            raise UsageError(f"--checkpoint {checkpoint} is a supernet of {found}, not of --model {model}")
+        model = found
+    return model, accuracy if accuracy is not None else predictor
+
+
 def select_command(
     model: str = typer.Option("ofa-mbv3", "--model", "-m", help="Searchable model family (ofa-mbv3)."),
     target: str = typer.Option(..., "--target", "-t", help="Target name or alias."),
@@ -54,6 +79,10 @@ def select_command(
                                "published measurements where it has one, else 0.1)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: 1 on host, all cores elsewhere)."),
     predictor: Optional[Path] = typer.Option(None, "--accuracy-predictor", help="A predictor path stem (default: shipped)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="ofa-mbv3: supernet weights (once-for-all or edgekit); the space searched is the one they fit."),
+    accuracy: Optional[Path] = typer.Option(
+        None, "--accuracy", help="once-for-all's released accuracy predictor (ofa_acc_predictor.pth, its w1.0 space)."),
     eval_data: Optional[Path] = typer.Option(
         None, "--eval-data", help="Any model: labelled .npz (inputs, labels): candidates are exported and their accuracy measured."),
     metric: str = typer.Option("top1", "--metric", help="With --eval-data: top1 | miou | mse | module:function (higher is better)."),
@@ -70,15 +99,21 @@ def select_command(
 
         run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json)
         return
+    from edgekit.models.ofa.released_predictor import SOURCE as RELEASED_SOURCE, is_released
     from edgekit.targets import resolve_target
     from edgekit.search.run import run_selection, selection_json
 
     resolved = resolve_target(target, None)
+    model, predictor = _accuracy_options(model, checkpoint, accuracy, predictor)
     with progress(not as_json) as say:
         say(f"searching {model} for {resolved.name} under {budget_ms:g} ms")
         family, selection = run_selection(model, resolved, budget_ms, memory_mb=memory_mb, unit=unit, precision=precision,
                                           seed=seed, threads=threads, predictor_path=predictor, margin=margin)
     data = selection_json(family, resolved, selection)
+    if predictor is not None and is_released(predictor):
+        data["best"]["accuracy_source"] = RELEASED_SOURCE
+    if checkpoint is not None:
+        data["checkpoint"] = str(checkpoint)
     if plot is not None:
         _plot(plot, data)
         data["plot"] = str(plot)
@@ -87,7 +122,7 @@ def select_command(
         best = data["best"]
         out.print(f"[bold]{resolved.name}[/bold], budget {budget_ms:g} ms: {best['unit']} / {best['precision']} / "
                   f"{best['format']}; predicted {best['latency_ms']:.3f} ms ({best['latency_source']}), "
-                  f"accuracy {100 * best['accuracy']:.2f}% (predicted), {best['memory_mb']:.1f} MB")
+                  f"accuracy {100 * best['accuracy']:.2f}% ({best['accuracy_source']}), {best['memory_mb']:.1f} MB")
         out.print(f"subnet: {__import__('json').dumps(best['config'], separators=(',', ':'))}")
         if not best["writable"]:
             out.print(f"(edgekit cannot write {best['format']} yet: export --budget-ms chooses among "

@@ -28,7 +28,7 @@ from edgekit.runtimes.errors import UsageError
 
 from .source import FamilyData, ModelRequest, ModelSource
 
-__all__ = ["ofa_source", "SHIPPED_SPACE", "BN_IMAGES"]
+__all__ = ["ofa_source", "checkpoint_space", "SHIPPED_SPACE", "BN_IMAGES"]
 
 SHIPPED_SPACE = "ofa-mbv3-shapes"
 BN_IMAGES = 512  # images BatchNorm statistics are recalibrated on
@@ -50,6 +50,11 @@ def _supernet(request: ModelRequest):
         except CheckpointError as exc:
             errors.append(f"{name}: {exc}")
     raise CheckpointError(f"{request.checkpoint}: fits no known space ({errors[0]}); pass --space to see its mismatches")
+
+
+def checkpoint_space(checkpoint: Path) -> str:
+    """The name of the space whose supernet ``checkpoint`` loads into (``edgekit select --checkpoint``)."""
+    return _supernet(ModelRequest("ofa-mbv3", checkpoint=Path(checkpoint))).space.name
 
 
 def _subnet_config(request: ModelRequest, space):

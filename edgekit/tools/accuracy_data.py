@@ -4,10 +4,16 @@
    weights, BatchNorm recalibrated per subnet on calibration images (GPU if present, else CPU).
 2. Measure the accuracy change of fp16 and int8 on ``--precision-subnets`` subnets through the real
    export pipeline (ONNX, onnxruntime quantization, onnxruntime evaluation on held-out images).
-3. Fit :class:`AccuracyPredictor` on the measurements (a held-out split scores it) and save it next to
-   the checkpoint, with the measurements (JSON) so the fit is reproducible without re-measuring.
+3. Fit :class:`AccuracyPredictor` on the measurements (a held-out split scores it) and save it at
+   ``--out``, with the measurements (JSON) so the fit is reproducible without re-measuring.
 
-    python -m edgekit.tools.accuracy_data --space ofa-mbv3-shapes --n 800 --out edgekit/models/weights/ofa_mbv3_shapes_accuracy
+    python -m edgekit.tools.accuracy_data --space ofa-mbv3-shapes --n 800 --out my_predictor   # a user build
+    python -m edgekit.tools.accuracy_data --space ofa-mbv3-shapes --n 800 --into-package \
+        --out edgekit/models/weights/ofa_mbv3_shapes_accuracy                                 # the shipped one
+
+Without ``--out`` it writes to the user data directory (``$EDGEKIT_DATA_DIR`` or platformdirs), where
+``select`` finds it for a space that ships no predictor; ``--out`` inside the package is refused unless
+``--into-package``.
 """
 
 from __future__ import annotations
@@ -91,8 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--measurements", type=Path, help="reuse a measurements JSON instead of measuring")
     parser.add_argument("--skip-precision", action="store_true", help="only measure subnets (e.g. on a GPU machine)")
-    parser.add_argument("--out", type=Path, required=True, help="path stem: writes .pt, .json and -measurements.json")
+    parser.add_argument("--out", type=Path, help="path stem: writes .pt, .json and -measurements.json (default: "
+                        "the user data directory's predictors/, where select finds it; never inside the package)")
+    parser.add_argument("--into-package", action="store_true",
+                        help="maintainers: allow --out inside edgekit/ (rebuilding the shipped predictor)")
     args = parser.parse_args(argv)
+
+    from edgekit.models.ofa.predictor import check_user_out, user_predictor_path
+    from edgekit.runtimes.errors import UsageError
+
+    args.out = args.out or user_predictor_path(args.space)
+    if not args.into_package:
+        try:
+            check_user_out(args.out)
+        except UsageError as exc:
+            parser.error(str(exc))
 
     import tempfile
 

@@ -38,10 +38,11 @@ from .predictor_weights import npz_path, pt_to_npz, read_weights
 
 from .skeleton import OFASkeleton
 
-__all__ = ["AccuracyPredictor", "FitReport", "encode", "kendall_tau"]
+__all__ = ["AccuracyPredictor", "FitReport", "check_user_out", "encode", "kendall_tau", "load_predictor", "user_predictor_path"]
 
 # How to rebuild a predictor (named in errors and in the README).
 BUILD_COMMAND = "python -m edgekit.tools.accuracy_data"
+DATA_ENV = "EDGEKIT_DATA_DIR"  # where user-built predictors go (default: the platformdirs user data directory)
 
 
 def encode(configs: Sequence, space: OFASkeleton) -> np.ndarray:
@@ -100,8 +101,46 @@ class FitReport:
         return {"train": self.train, "held_out": self.held_out, "rmse": self.rmse, "kendall_tau": self.kendall_tau}
 
 
+def relu_mlp(features: np.ndarray, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``features`` through Linear layers given as (weight [in, out], bias), with ReLU between them.
+
+    Example:
+        >>> relu_mlp(np.ones((1, 2)), [(np.eye(2), np.array([-2.0, 0.0])), (np.ones((2, 1)), np.zeros(1))]).tolist()
+        [[1.0]]
+    """
+    h = features
+    for i, (weight, bias) in enumerate(layers):
+        h = h @ weight + bias
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return h
+
+
+class PrecisionDrops:
+    """What the search's accuracy model shares: the space's name and the precisions with a measured drop."""
+
+    space: OFASkeleton
+    precision_drop: Mapping[str, float]
+
+    @property
+    def space_name(self) -> str:
+        return self.space.name
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions whose accuracy effect was measured (the search skips the others)."""
+        return tuple(self.precision_drop)
+
+    def drop(self, precision: str) -> float:
+        """The measured accuracy drop at ``precision``; a UsageError for a precision never measured."""
+        if precision not in self.precision_drop:
+            raise UsageError(f"accuracy predictor has no measured effect for precision {precision!r}; "
+                             f"it knows {sorted(self.precision_drop)}")
+        return self.precision_drop[precision]
+
+
 @dataclass(eq=False)  # arrays do not compare to one bool
-class AccuracyPredictor:
+class AccuracyPredictor(PrecisionDrops):
     """The MLP's weights as numpy arrays, its output scaling, and the measured effect of each precision.
 
     ``state`` is the MLP's state dict (``"0.weight"`` of shape [out, in], ``"0.bias"``, ``"2.weight"``, ...).
@@ -122,27 +161,12 @@ class AccuracyPredictor:
         self._layers = [(np.asarray(self.state[f"{n}.weight"]).T.copy(), np.asarray(self.state[f"{n}.bias"]).copy())
                         for n in _layer_names()]
 
-    @property
-    def space_name(self) -> str:
-        return self.space.name
-
-    @property
-    def precisions(self) -> tuple[str, ...]:
-        """The precisions whose accuracy effect was measured (the search skips the others)."""
-        return tuple(self.precision_drop)
-
     def predict(self, configs: Sequence, precision: str = "fp32") -> np.ndarray:
         """Predicted accuracy (fraction, clipped to [0, 1]) of each config at ``precision``."""
-        if precision not in self.precision_drop:
-            raise UsageError(f"accuracy predictor has no measured effect for precision {precision!r}; "
-                             f"it knows {sorted(self.precision_drop)}")
-        h = encode(configs, self.space)
-        for i, (weight, bias) in enumerate(self._layers):
-            h = h @ weight + bias
-            if i < len(self._layers) - 1:
-                h = np.maximum(h, 0.0)
+        drop = self.drop(precision)
+        h = relu_mlp(encode(configs, self.space), self._layers)
         accuracy = 1.0 / (1.0 + np.exp(-(h[:, 0] * self.std + self.mean)))  # the MLP regresses logit(accuracy)
-        return np.clip(accuracy - self.precision_drop[precision], 0.0, 1.0)
+        return np.clip(accuracy - drop, 0.0, 1.0)
 
     @classmethod
     def fit(cls, space: OFASkeleton, configs: Sequence, accuracies: Sequence[float], *, held_out: float = 0.2,
@@ -227,16 +251,72 @@ def default_predictor_path(space_name: str) -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / f"{space_name.replace('-', '_').replace('.', '_')}_accuracy"
 
 
+def user_predictors_dir() -> Path:
+    """Where user-built predictors go by default: ``$EDGEKIT_DATA_DIR/predictors``, else ``predictors`` in
+    the platformdirs user data directory (never the installed package).
+
+    Example:
+        >>> user_predictors_dir().name
+        'predictors'
+    """
+    import os
+
+    env = os.environ.get(DATA_ENV, "").strip()
+    if env:
+        return Path(env).expanduser() / "predictors"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("edgekit")) / "predictors"
+
+
+def user_predictor_path(space_name: str) -> Path:
+    """The default path stem of a user-built predictor for ``space_name``.
+
+    Example:
+        >>> user_predictor_path("ofa-mbv3-w1.0").relative_to(user_predictors_dir()).as_posix()
+        'ofa_mbv3_w1_0_accuracy'
+    """
+    return user_predictors_dir() / default_predictor_path(space_name).name
+
+
+def package_dir() -> Path:
+    """The installed ``edgekit`` package directory (user builds never write inside it)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def check_user_out(path: str | Path) -> Path:
+    """``path`` resolved, or a UsageError when it lies inside the installed package (user builds go elsewhere).
+
+    Example:
+        >>> check_user_out(default_predictor_path("ofa-mbv3-w1.0"))
+        Traceback (most recent call last):
+        ...
+        edgekit.runtimes.errors.UsageError: --out ...: inside the installed edgekit package; write user-built predictors elsewhere (default ...)
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_relative_to(package_dir()):
+        raise UsageError(f"--out {path}: inside the installed edgekit package; write user-built predictors elsewhere "
+                         f"(default {user_predictors_dir()})")
+    return resolved
+
+
 def load_predictor(space: OFASkeleton, path: str | Path | None = None) -> AccuracyPredictor:
-    """The predictor at ``path`` (default: shipped for ``space``), or an error saying how to build one.
+    """The predictor at the path stem ``path``, else the one shipped for ``space``, else a user-built one
+    (:func:`user_predictor_path`), or an error saying how to get one.
 
     Example:
         >>> from edgekit.models.ofa import get_space
         >>> load_predictor(get_space("ofa-mbv3-shapes")).precisions
         ('fp32', 'fp16', 'int8')
     """
-    path = Path(path) if path else default_predictor_path(space.name)
+    if path is None:
+        path = default_predictor_path(space.name)
+        if not path.with_suffix(".json").is_file() and user_predictor_path(space.name).with_suffix(".json").is_file():
+            path = user_predictor_path(space.name)
+    path = Path(path)
     if not path.with_suffix(".json").is_file():
+        released = " or pass once-for-all's released predictor with --accuracy ofa_acc_predictor.pth" \
+            if space.name == "ofa-mbv3-w1.0" else ""
         raise UsageError(f"no accuracy predictor at {path.with_suffix('.json')}: build one with "
-                         f"{BUILD_COMMAND} --space {space.name} --out {path}")
+                         f"{BUILD_COMMAND} --space {space.name} (writes {user_predictor_path(space.name)}){released}")
     return AccuracyPredictor.load(path, space)

@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.precision import bytes_per_element
@@ -36,6 +36,9 @@ from .cost import count_macs, count_params
 from .predictor import AccuracyPredictor, load_predictor
 from .skeleton import OFASkeleton, make_divisible
 from .specs import BlockSpec, subnet_blocks
+
+if TYPE_CHECKING:
+    from .released_predictor import ReleasedPredictor
 
 __all__ = [
     "OFASpace",
@@ -129,8 +132,14 @@ class OFASpace(OFASkeleton):
         elements = sum(b.weight_elems for b in blocks) + max(b.activation_elems for b in blocks)
         return elements * bytes_per_element(precision) / 1e6
 
-    def accuracy_model(self, path: str | Path | None = None) -> AccuracyPredictor:
-        """The accuracy predictor shipped for this space (or the one at ``path``)."""
+    def accuracy_model(self, path: str | Path | None = None) -> AccuracyPredictor | ReleasedPredictor:
+        """The accuracy predictor at ``path`` (an edgekit stem or once-for-all's released .pth), else the one
+        shipped for this space, else a user-built one."""
+        if path is not None:
+            from .released_predictor import is_released, load_released
+
+            if is_released(path):
+                return load_released(path, self)
         return load_predictor(self, path)
 
     def config_dict(self, config: SubnetConfig) -> dict[str, Any]:
