@@ -79,11 +79,13 @@ def _masks(plan: MaskPlan, model: nn.Module, step: int) -> Masks | None:
 
 def finetune(student: nn.Module, teacher: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
              config: FinetuneConfig, masks: MaskPlan = None) -> list[float]:
-    """Train ``student`` in place for ``config.steps`` Adam steps on random batches; returns the losses. The
+    """Train ``student`` in place for ``config.steps`` Adam steps (learning rate on a cosine decay) on random
+    batches; returns the losses. The
     masks (if any) are applied before the first step and after every step."""
     generator = torch.Generator().manual_seed(config.seed)
     teacher = teacher.eval()
     optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1))  # decays to 0
     current = _masks(masks, student, 0)
     if current:
         apply_masks(student, current)
@@ -99,6 +101,7 @@ def finetune(student: nn.Module, teacher: nn.Module, images: torch.Tensor, label
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
         current = _masks(masks, student, step)
         if current:
             apply_masks(student, current)
