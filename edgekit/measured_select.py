@@ -44,22 +44,24 @@ __all__ = ["MeasuredRequest", "MeasuredCandidate", "CandidateResult", "MeasuredS
 
 Progress = Callable[[str], None]
 CALIBRATION = 64  # eval samples set apart for int8 calibration (never scored)
+FAMILY_LEVELS = (0.0, 0.3, 0.5)  # a segmenter family's default compression levels (pruned, then fine-tuned)
 
 
 @dataclass(frozen=True)
 class MeasuredRequest:
     model: ModelRequest
-    eval_data: Path
-    metric: str
+    eval_data: Path | None  # None: the family's own labelled held-out data (a segmenter's val scenes)
+    metric: str | None  # None: miou for a segmenter, else top1
     target: str
     budget_ms: float
-    levels: tuple[float, ...] = (0.0,)
+    levels: tuple[float, ...] | None = None  # None: (0,) for a model without training data, FAMILY_LEVELS for a segmenter
     unit: str | None = None
     precision: str = "auto"
     target_file: Path | None = None
     margin: float | None = None  # modeled latency must fit budget / (1 + margin); measured (host) needs none
     runs: int = 30  # host timing runs per candidate
     cache_dir: Path | None = None
+    finetune_steps: int = 300  # a family with training data: distillation fine-tuning of each pruned level
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,38 @@ def _source_key(source: ModelSource) -> str:
     return digest.hexdigest()[:20]
 
 
-def _pruned(source: ModelSource, level: float) -> ModelSource:
-    """``source`` with ``level`` of its MACs removed by structured pruning (torch-pruning; no fine-tuning)."""
+def _pruned(source: ModelSource, level: float, finetune_steps: int) -> ModelSource:
+    """``source`` with ``level`` of its MACs removed by structured pruning (torch-pruning), then, for a segmenter
+    family with its own training scenes, ``finetune_steps`` of distillation from the dense model."""
     from edgekit.compress.prune import prune_to_macs
 
-    pruned = prune_to_macs(source.graph.module, source.graph.example_inputs[0], level)  # a pruned copy
-    graph = replace(source.graph, module=pruned.model.eval())
+    pruned = prune_to_macs(source.graph.module, source.graph.example_inputs[0], level).model  # a pruned copy
+    if source.task == "segmentation" and source.data.held_out is not None and finetune_steps > 0:
+        import torch
+
+        from edgekit.compress.data import family_scenes
+        from edgekit.compress.finetune import FinetuneConfig, finetune
+        from edgekit.compress.run import TRAIN_SCENES
+
+        size = int(source.graph.example_inputs[0].shape[-1])
+        train = family_scenes(TRAIN_SCENES, size, "train")
+        finetune(pruned, source.graph.module, torch.from_numpy(train.images), torch.from_numpy(train.labels),
+                 FinetuneConfig(finetune_steps, lr=3e-3))
+    graph = replace(source.graph, module=pruned.eval())
     return replace(source, graphs={graph.name: graph}, name=f"{source.name}-pruned{round(100 * level)}")
+
+
+def _family_eval(source: ModelSource, ref: str | None) -> EvalData:
+    """The family's labelled held-out data as eval data (UsageError when it has none)."""
+    if source.data.held_out is None:
+        raise UsageError(f"--model {ref}: no search space and no labelled data of its own: pass --eval-data val.npz "
+                         "(inputs, labels) and --metric")
+    feeds, labels = source.data.held_out()
+    name = source.graph.inputs[0].name
+    inputs = np.concatenate([np.asarray(f[name]) for f in feeds])
+    labels = np.asarray(labels)
+    digest = hashlib.sha256(inputs.tobytes() + labels.tobytes()).hexdigest()
+    return EvalData(inputs, labels, Path(f"<held-out data of {source.name}>"), digest)
 
 
 def _calibration_data(samples: np.ndarray, work: Path) -> Path:
@@ -204,11 +231,10 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
     say = progress or (lambda message: None)
     if not request.budget_ms > 0:
         raise UsageError(f"--budget-ms must be > 0, got {request.budget_ms}")
-    bad = [level for level in request.levels if not 0.0 <= level < 1.0]
+    bad = [level for level in request.levels or () if not 0.0 <= level < 1.0]
     if bad:
         raise UsageError(f"--levels {bad[0]}: a compression level is the fraction of MACs removed, in [0, 1)")
-    metric = get_metric(request.metric)
-    data = load_eval_data(request.eval_data)
+    data = None if request.eval_data is None else load_eval_data(request.eval_data)
     target = resolve_target(request.target, request.target_file)
     options = _options(request, target)
     family = find_family(request.model.ref)
@@ -218,8 +244,11 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
     source = family.load(request.model)
     if not source.single_graph:
         raise UsageError(f"--model {request.model.ref}: {len(source.graphs)} graphs; measured selection takes one-graph models")
+    metric = get_metric(request.metric or ("miou" if source.task == "segmentation" else "top1"))
+    own_data = data is None  # the family's held-out data; int8 calibrates on its own calibration data
+    data = _family_eval(source, request.model.ref) if own_data else data
     _check_fits(source, data, metric)
-    calibration = min(CALIBRATION, len(data) // 4)
+    calibration = 0 if own_data and source.data.int8_calibration is not None else min(CALIBRATION, len(data) // 4)
     scored, calib = data.split(calibration)
     if len(scored) == 0:
         raise UsageError(f"--eval-data {data.path}: {len(data)} samples leave none to score after {calibration} for calibration")
@@ -230,14 +259,16 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
     scores: dict[str, float] = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
     results: list[CandidateResult] = []
     exported = 0
-    for level in sorted(set(request.levels)):
+    levels = request.levels or (FAMILY_LEVELS if own_data and source.task == "segmentation" else (0.0,))
+    for level in sorted(set(levels)):
         level_source = source if level == 0 else None
         for fmt, precision in dict.fromkeys((o.format, o.precision) for o in options):
-            bundle = work / f"L{round(1000 * level)}-{fmt}-{precision}"
+            tuned = f"-ft{request.finetune_steps}" if level and source.task == "segmentation" else ""
+            bundle = work / f"L{round(1000 * level)}{tuned}-{fmt}-{precision}"
             if not (bundle / "manifest.json").is_file():
                 if level_source is None:
                     say(f"pruning {100 * level:.0f}% of the MACs")
-                    level_source = _pruned(source, level)
+                    level_source = _pruned(source, level, request.finetune_steps)
                 say(f"exporting {MeasuredCandidate(level, '-', precision, fmt).label()}")
                 try:
                     export_bundle(ExportRequest(
@@ -245,8 +276,8 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
                         target_file=request.target_file,
                         output=OutputConfig(format=fmt, precision=precision,
                                             int8_calibration_data=_calibration_data(calib, work)
-                                        if calibration and precision == "int8" else None,
-                                            int8_calibration_samples=max(calibration, 1)),
+                                            if calibration and precision == "int8" else None,
+                                            int8_calibration_samples=max(calibration, CALIBRATION if own_data else 1)),
                         measure=MeasureConfig(runs=request.runs if target.name == "host" else 0), force=False))
                 except Exception as exc:  # a candidate that cannot be written (e.g. int8 collapse) is reported, not fatal
                     from edgekit.runtimes.errors import one_line
@@ -320,7 +351,7 @@ def selection_record(selection: MeasuredSelection, request: MeasuredRequest) -> 
     best = selection.best
     return {
         "model": request.model.ref, "target": request.target, "budget_ms": selection.budget_ms, "margin": selection.margin,
-        "metric": selection.metric.name, "eval_data": str(request.eval_data), "eval_samples": selection.eval_samples,
+        "metric": selection.metric.name, "eval_data": str(request.eval_data or "the family's held-out data"), "eval_samples": selection.eval_samples,
         "calibration_samples": selection.calibration_samples,
         "best": None if best is None else {**best.to_json(), "accuracy_source": f"measured ({selection.metric.name} on "
                                                                                  f"{selection.eval_samples} eval samples)"},

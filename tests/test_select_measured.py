@@ -102,3 +102,25 @@ def test_bad_eval_data_and_options_are_one_line_errors(tmp_path, cache, capsys, 
     code, err = _select(capsys, "--eval-data", str(path), "--target", "host", "--budget-ms", "5", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (cache / "select").exists() or not any((cache / "select").glob("*/L*"))
+
+
+def test_segmenter_levels_are_selected_on_its_own_scenes(cache, capsys):
+    """seg-simple has no search space: select measures its compression levels (pruned, then fine-tuned on its
+    own training scenes) by mIoU on its held-out scenes; a budget nothing meets names the fastest."""
+    base = ["select", "--model", "seg-simple", "--target", "rpi5", "--precision", "fp32", "--levels", "0.5",
+            "--finetune-steps", "5", "--json"]
+    capsys.readouterr()
+    assert main([*base, "--budget-ms", "5"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == "miou" and data["eval_data"] == "the family's held-out data" and data["eval_samples"] == 256
+    measured = {(c["level"], c["format"]): c["accuracy"] for c in data["candidates"] if c["measured"]}
+    dense = [v for (level, _), v in measured.items() if level == 0.0]
+    assert dense and all(0.55 <= v <= 0.65 for v in dense)  # the shipped model's val mIoU (59.6 on 512 scenes)
+    assert data["best"]["level"] == 0.0 and data["best"]["accuracy"] == max(measured.values())
+    assert main([*base, "--budget-ms", "0.001"]) == 1
+    assert "no candidate meets 0.001 ms" in capsys.readouterr().out
+
+
+def test_a_model_without_search_space_or_data_asks_for_eval_data(cache, capsys):
+    assert main(["select", "--model", TINY, "--target", "host", "--budget-ms", "5"]) == 2
+    assert "no search space and no labelled data of its own: pass --eval-data val.npz" in capsys.readouterr().err

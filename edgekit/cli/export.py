@@ -39,7 +39,7 @@ def export_command(
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="int8 calibration samples only: .npy shaped (N, ...)."),
     calib_samples: int = typer.Option(64, "--calib-samples", help="How many calibration samples to use."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="With --budget-ms, any model: labelled .npz (inputs, labels); the candidate chosen by measured accuracy is exported."),
-    metric: str = typer.Option("top1", "--metric", help="With --eval-data: top1 | miou | mse | module:function."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="With --eval-data: top1 | miou | mse | module:function (default: miou for a segmenter, else top1)."),
     levels: Optional[str] = typer.Option(None, "--levels", help="With --eval-data: compression levels (fractions of MACs removed), e.g. 0.3,0.5."),
     layout: str = typer.Option("nchw", "--layout", help="nhwc: image inputs channels-last (N, H, W, C), transposed to the model's NCHW inside the graph."),
     max_accuracy_drop: float = typer.Option(0.05, "--max-accuracy-drop", callback=number_range(0, 1), help="Refuse --bn-data or int8/fp16 losing more held-out accuracy (0.05 = 5 points)."),
@@ -70,7 +70,7 @@ def export_command(
         force=force,
     )
     with progress(not as_json) as say:
-        if eval_data is not None:
+        if eval_data is not None or (budget_ms is not None and not _searchable(model)):  # chosen by measurement
             result = _export_measured(request, eval_data, metric, levels, say)
         else:
             result = export_bundle(request, progress=say)
@@ -202,7 +202,15 @@ def _metric_name(metric: str | None) -> str:
     return metric if metric and metric != "top-1" else "accuracy"
 
 
-def _export_measured(request, eval_data: Path, metric: str, levels: Optional[str], say):
+def _searchable(model: Optional[str]) -> bool:
+    from edgekit.models.registry import DEFAULT_MODEL
+
+    from .select import _has_search_space
+
+    return _has_search_space(model or DEFAULT_MODEL)
+
+
+def _export_measured(request, eval_data: Optional[Path], metric: Optional[str], levels: Optional[str], say):
     """``export --budget-ms B --eval-data F``: select by measurement (edgekit.measured_select), write the choice."""
     from edgekit.measured_select import MeasuredRequest, export_choice, select_measured
     from edgekit.pipeline import ExportResult

@@ -66,6 +66,13 @@ def _accuracy_options(model: str, checkpoint: Path | None, accuracy: Path | None
     return model, accuracy if accuracy is not None else predictor
 
 
+def _has_search_space(model: str) -> bool:
+    from edgekit.models.ofa import SPACE_NAMES
+    from edgekit.search.family import registered
+
+    return model in SPACE_NAMES or model in registered()
+
+
 def select_command(
     model: str = typer.Option("ofa-mbv3", "--model", "-m", help="Searchable model family (ofa-mbv3)."),
     target: str = typer.Option(..., "--target", "-t", help="Target name or alias."),
@@ -85,19 +92,21 @@ def select_command(
         None, "--accuracy", help="once-for-all's released accuracy predictor (ofa_acc_predictor.pth, its w1.0 space)."),
     eval_data: Optional[Path] = typer.Option(
         None, "--eval-data", help="Any model: labelled .npz (inputs, labels): candidates are exported and their accuracy measured."),
-    metric: str = typer.Option("top1", "--metric", help="With --eval-data: top1 | miou | mse | module:function (higher is better)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="With --eval-data: top1 | miou | mse | module:function (higher is better; default: miou for a segmenter, else top1)."),
     levels: Optional[str] = typer.Option(
         None, "--levels", help="With --eval-data: compression levels to try, fractions of MACs removed by structured pruning, e.g. 0.3,0.5."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --eval-data: the model's example input shape."),
+    finetune_steps: int = typer.Option(300, "--finetune-steps", min=0, help="A segmenter's pruned levels: distillation fine-tuning steps on its own scenes."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the Pareto front with the budget line as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target; with
     --eval-data, any model's candidates (compression level x precision x format x unit), measured."""
-    if eval_data is not None:
+    if eval_data is not None or not _has_search_space(model):  # any model: candidates exported and measured
         from .select_measured import run_measured
 
-        run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json)
+        run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json,
+                     finetune_steps)
         return
     from edgekit.models.ofa.released_predictor import SOURCE as RELEASED_SOURCE, is_released
     from edgekit.targets import resolve_target

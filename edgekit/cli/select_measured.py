@@ -10,17 +10,17 @@ from .common import emit, out, progress, table
 __all__ = ["run_measured", "parse_levels"]
 
 
-def parse_levels(text: Optional[str]) -> tuple[float, ...]:
-    """``--levels 0.3,0.5`` -> (0.0, 0.3, 0.5): the model as given is always a candidate.
+def parse_levels(text: Optional[str]) -> tuple[float, ...] | None:
+    """``--levels 0.3,0.5`` -> (0.0, 0.3, 0.5): the model as given is always a candidate (None: the default).
 
     Example:
         >>> parse_levels("0.3,0.5"), parse_levels(None)
-        ((0.0, 0.3, 0.5), (0.0,))
+        ((0.0, 0.3, 0.5), None)
     """
     from edgekit.runtimes.errors import UsageError
 
     if not text:
-        return (0.0,)
+        return None
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -28,15 +28,17 @@ def parse_levels(text: Optional[str]) -> tuple[float, ...]:
     return tuple(dict.fromkeys((0.0, *values)))
 
 
-def run_measured(model: str, target: str, budget_ms: float, eval_data: Path, metric: str, levels: Optional[str],
+def run_measured(model: str, target: str, budget_ms: float, eval_data: Optional[Path], metric: Optional[str],
+                 levels: Optional[str],
                  unit: Optional[str], precision: str, margin: Optional[float], input_shape: Optional[str],
-                 as_json: bool) -> dict[str, Any]:
+                 as_json: bool, finetune_steps: int = 300) -> dict[str, Any]:
     """Select ``model``'s best candidate by measurement and print it (table or JSON); returns the record."""
     from edgekit.measured_select import MeasuredRequest, select_measured, selection_record
     from edgekit.models.registry import ModelRequest, parse_shape
 
     request = MeasuredRequest(ModelRequest(model, parse_shape(input_shape) if input_shape else None), eval_data, metric,
-                              target, budget_ms, parse_levels(levels), unit=unit, precision=precision, margin=margin)
+                              target, budget_ms, parse_levels(levels), unit=unit, precision=precision, margin=margin,
+                              finetune_steps=finetune_steps)
     with progress(not as_json) as say:
         selection = select_measured(request, say)
     data = selection_record(selection, request)

@@ -20,7 +20,7 @@ from edgekit.runtimes.errors import UsageError
 
 from .space import AccuracyModel, SearchSpace
 
-__all__ = ["Searchable", "searchable", "register_search_space", "default_predictor_path"]
+__all__ = ["Searchable", "searchable", "registered", "register_search_space", "default_predictor_path"]
 
 _FACTORIES: dict[str, Callable[[], SearchSpace]] = {}
 
@@ -74,6 +74,17 @@ def default_predictor_path(space_name: str) -> Path:
     from edgekit.models.ofa.predictor import default_predictor_path as ofa_path
 
     return ofa_path(space_name)
+
+
+def registered() -> tuple[str, ...]:
+    """The ``--model`` names with a search space (built-ins and plug-ins).
+
+    Example:
+        >>> "ofa-mbv3" in registered()
+        True
+    """
+    _register_builtins()
+    return tuple(_FACTORIES)
 
 
 def searchable(model: str | None) -> Searchable:
