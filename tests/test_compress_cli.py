@@ -226,3 +226,16 @@ def test_sensitivity_pruning_then_gradual_magnitude(data, tmp_path, capsys):
     assert report["weight_sparsity"] == pytest.approx(0.8, abs=0.01) and report["schedule"].startswith("cubic")
     pruned, tuned = report["steps"][1:]
     assert tuned["nonzero"] < 0.35 * pruned["nonzero"]
+
+
+def test_gradual_magnitude_alone_sparsifies_the_dense_model(data, tmp_path, capsys):
+    """Regression: --magnitude without --prune skipped fine-tuning (the model was still the dense one), so the
+    written bundle had no zero weights and the report showed the dense model's numbers."""
+    out = tmp_path / "bundle"
+    code, stdout, stderr = run_cli(capsys, *_args(data, out, "--magnitude", "0.8", "--finetune-steps", "8",
+                                                  "--allow-drop", "--json"))
+    assert code == 0, stdout + stderr
+    report = json.loads(stdout)["compression"]
+    assert [s["step"] for s in report["steps"]] == ["dense", "fine-tuned + magnitude 80%"]
+    dense, tuned = report["steps"]
+    assert report["weight_sparsity"] == pytest.approx(0.8, abs=0.01) and tuned["nonzero"] < 0.35 * dense["nonzero"]

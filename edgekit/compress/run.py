@@ -294,7 +294,7 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
             steps.measure(f"magnitude {request.magnitude:.0%}", model)
         else:
             masks = gradual_masks(request.magnitude, request.finetune_steps)
-    if request.finetune_steps > 0 and model is not dense:
+    if request.finetune_steps > 0 and (model is not dense or masks is not None):  # magnitude alone: masks only
         assert images is not None, "checked by _load_data"
         steps.say(f"fine-tuning {request.finetune_steps} steps with distillation from the dense model")
         model = copy.deepcopy(model)
