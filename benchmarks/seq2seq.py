@@ -9,8 +9,10 @@
 (b) edgekit's encoder-decoder SLM vs its equal-size decoder-only baseline (the shipped checkpoints),
     inputs of 64 to 1024 tokens, 32 output tokens: first-token latency, decode throughput, ratios.
 
-(c) ``--size t5-small`` / ``--size flan-t5-base``: a random-init T5 of that shape (re-initialised as in (a)),
-    edgekit fp32 / int8 / fp16 (the export's decoder variants) / int8 + input drafting vs Optimum fp32 vs
+(c) ``--size t5-small`` / ``--size flan-t5-base``: a random-init T5 of that shape (re-initialised as in (a)), or
+    ``--model DIR``: the T5-small-shape model edgekit/tools/train_t5_copy.py trains on a copy-heavy correction
+    task, timed on that task's held-out lines; edgekit fp32 / int8 / fp16 (the export's decoder variants) /
+    fp32 and int8 + input drafting (accepted rate, speed-up over plain greedy, tokens identical) vs Optimum fp32 vs
     HF eager at 16 and 128 input tokens, token agreement with HF eager per row, and what one decoder call
     verifying 9 tokens costs against 1 (the bound on drafting's speed-up). Written to seq2seq_SIZE.json.
 
@@ -20,6 +22,7 @@ same work. Medians over warmed-up runs, systems interleaved run by run.
 Example:
     python benchmarks/seq2seq.py --runs 7
     python benchmarks/seq2seq.py --size t5-small --runs 3
+    python benchmarks/seq2seq.py --model /tmp/edgekit-t5-copy --runs 3   # after train_t5_copy.py
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "seq2seq.json"
 T5_CONFIG = dict(vocab_size=1024, d_model=128, d_kv=32, d_ff=512, num_layers=2, num_decoder_layers=2, num_heads=4,
                  decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 NEW_TOKENS = 32
+OPTIMUM = "Optimum ORTModelForSeq2SeqLM fp32"
 
 
 def _stats(firsts: list[float], totals: list[float], n: int) -> dict:
@@ -129,6 +133,49 @@ def optimum_worker(model_dir: str, inputs_json: str, runs: int, warmup: int) -> 
     print(json.dumps({"firsts": firsts, "totals": totals, "tokens": tokens[: len(inputs)],
                       "versions": {"transformers": transformers.__version__, "optimum": getattr(optimum, "__version__", "?"),
                                    "onnxruntime": ort.__version__}}))
+
+
+def optimum_server(model_dir: str) -> None:
+    """Runs inside the Optimum venv: one JSON list of ids per stdin line -> one line {first, total, tokens}, timed
+    here (so the pipe is not timed); lets part (c) interleave Optimum with the in-process systems run by run."""
+    import onnxruntime as ort
+    import torch
+    import transformers
+    from optimum.onnxruntime import ORTModelForSeq2SeqLM
+
+    torch.set_num_threads(1)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    model = ORTModelForSeq2SeqLM.from_pretrained(model_dir, export=True, session_options=options,
+                                                 provider="CPUExecutionProvider")
+    versions = {"transformers": transformers.__version__, "onnxruntime": ort.__version__}
+    print(json.dumps({"ready": versions}), flush=True)
+    for line in sys.stdin:
+        first, total, tokens = _time_hf(model, json.loads(line), NEW_TOKENS)
+        print(json.dumps({"first": first, "total": total, "tokens": tokens}), flush=True)
+
+
+class _OptimumProcess:
+    """Optimum's generate in its own venv as a timer: ``timer(ids)`` -> (first-token s, total s, tokens)."""
+
+    def __init__(self, python: str, model_dir: Path) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
+        self.proc = subprocess.Popen([python, __file__, "--optimum-serve", str(model_dir)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        ready = self.proc.stdout.readline()
+        if not ready:
+            raise RuntimeError(f"the Optimum server ({python}) exited before it was ready")
+        self.versions = json.loads(ready)["ready"]
+
+    def __call__(self, ids: list[int]) -> tuple[float, float, list[int]]:
+        self.proc.stdin.write(json.dumps(ids) + "\n")
+        self.proc.stdin.flush()
+        out = json.loads(self.proc.stdout.readline())
+        return out["first"], out["total"], out["tokens"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def _run_optimum(python: str, model_dir: Path, inputs, runs: int, warmup: int) -> dict:
@@ -259,12 +306,48 @@ def part_b(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------- part (c)
-def _time_edgekit_draft(lm, ids: list[int], n: int) -> tuple[float, float, list[int]]:
+def _time_edgekit_draft(lm, ids: list[int], n: int, stats: list) -> tuple[float, float, list[int]]:
+    """``_time_edgekit`` with input-guided drafting; each call's DraftStats is appended to ``stats``."""
     first: list[float] = []
     start = time.perf_counter()
     out = lm.generate([ids], max_new_tokens=n, min_new_tokens=n, draft="input",
                       on_token=lambda t: first.append(time.perf_counter()) if not first else None)
-    return first[0] - start, time.perf_counter() - start, out[0].tolist()
+    end = time.perf_counter()
+    stats.append(lm.last_draft_stats)
+    return first[0] - start, end - start, out[0].tolist()
+
+
+def _draft_summary(stats: list, rows: dict, tokens: dict, precision: str) -> dict:
+    """Drafted / accepted tokens over every timed call, and the speed-up over the same session's plain greedy."""
+    plain, drafted = rows[f"edgekit {precision}"], rows[f"edgekit {precision} + draft"]
+    total = {key: sum(getattr(s, key) for s in stats) for key in ("drafted", "accepted", "decoder_calls", "new_tokens")}
+    return {**total, "accept_rate": round(total["accepted"] / max(1, total["drafted"]), 4),
+            "tokens_identical_to_plain_greedy": tokens[f"edgekit {precision} + draft"] == tokens[f"edgekit {precision}"],
+            "speedup_total_time": round(plain["total_ms"] / drafted["total_ms"], 2)}
+
+
+def _c_model(args):
+    """Part (c)'s model: ``--model DIR`` (train_t5_copy.py's output: config.json + fp16 model.safetensors, loaded
+    in fp32) or a random init of ``--size``'s shape. Returns (config, model, training log or None)."""
+    import torch
+    import transformers
+
+    if args.model is None:
+        config = T5_SIZES[args.size]
+        torch.manual_seed(0)
+        model = transformers.T5ForConditionalGeneration(transformers.T5Config(**config)).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.3)
+        return config, model, None
+    from safetensors.torch import load_file
+
+    config = json.loads((args.model / "config.json").read_text())
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**config))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(args.model / "model.safetensors")).items()})
+    log = args.model / "train_log.json"
+    trained = json.loads(log.read_text()) if log.is_file() else {"seed": 0}
+    return config, model.eval(), {"dir": str(args.model), **{k: v for k, v in trained.items() if k != "loss"}}
 
 
 def _agreement(tokens: list[list[int]], ref: list[list[int]]) -> float:
@@ -298,25 +381,21 @@ def _block_cost(bundle: Path, past: int = 32, block: int = 9, runs: int = 20) ->
 
 
 def part_c(args) -> dict:
-    """T5-small / flan-T5-base size, random init re-initialised as part (a): edgekit fp32 / int8 / fp16 /
-    int8 + draft vs Optimum fp32 vs HF eager at 16 and 128 input tokens."""
+    """T5-small / flan-T5-base size, random init re-initialised as part (a) or a trained model (``--model``):
+    edgekit fp32 / int8 / fp16 / fp32 + draft / int8 + draft vs Optimum fp32 vs HF eager at 16 and 128 input
+    tokens; drafting's accepted rate and speed-up over the same session's plain greedy."""
     import numpy as np
     import torch
-    import transformers
 
     import edgekit.runtimes as rt
     from edgekit.models.registry import ModelRequest
     from edgekit.models.slm.quantize import export_variant
     from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
+    from edgekit.tools.train_t5_copy import CopyTask, heldout
 
     torch.set_num_threads(1)
-    config = T5_SIZES[args.size]
     work = Path(tempfile.mkdtemp(prefix=f"edgekit-{args.size}-"))
-    torch.manual_seed(0)
-    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**config)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
+    config, model, trained = _c_model(args)
     model.save_pretrained(work / "t5")
     export_bundle(ExportRequest(out=work / "fp32", model=ModelRequest(f"hf:{work / 't5'}"), measure=MeasureConfig(runs=0)))
     variants = {}
@@ -326,28 +405,39 @@ def part_c(args) -> dict:
         variants[precision] = manifest.validation["precision"]
     lms = {p: rt.load(work / p, threads=1) for p in ("fp32", "int8", "fp16")}
     timers = {f"edgekit {p}": (lambda lm: lambda ids: _time_edgekit(lm, ids, NEW_TOKENS))(lm) for p, lm in lms.items()}
-    timers["edgekit int8 + draft"] = lambda ids: _time_edgekit_draft(lms["int8"], ids, NEW_TOKENS)
+    drafts: dict[str, list] = {"fp32": [], "int8": []}
+    for p in drafts:
+        timers[f"edgekit {p} + draft"] = (lambda p: lambda ids: _time_edgekit_draft(lms[p], ids, NEW_TOKENS, drafts[p]))(p)
     timers["HF generate (torch eager)"] = lambda ids: _time_hf(model, ids, NEW_TOKENS)
+    optimum = None
+    if args.optimum and Path(args.optimum_python).is_file():
+        optimum = _OptimumProcess(args.optimum_python, work / "t5")
+        timers[OPTIMUM] = optimum
     rng = np.random.default_rng(0)
     table = []
     for length in args.lengths_c:
-        inputs = [rng.integers(2, config["vocab_size"], size=length).tolist() for _ in range(args.inputs_c)]
+        inputs = ([ids for ids, _ in heldout(CopyTask(seed=trained["seed"]), args.inputs_c, length)] if trained else
+                  [rng.integers(2, config["vocab_size"], size=length).tolist() for _ in range(args.inputs_c)])
         for timer in timers.values():
             timer(inputs[0])
+        for stats in drafts.values():
+            stats.clear()
         rows, tokens = _interleaved(timers, inputs, args.runs)
         ref = tokens["HF generate (torch eager)"]
         for name in timers:
             rows[name]["token_agreement_hf"] = _agreement(tokens[name], ref)
-        optimum = _run_optimum(args.optimum_python, work / "t5", inputs, args.runs, 1) if args.optimum else {"skipped": "--no-optimum"}
-        if "skipped" in optimum:
-            rows["Optimum ORTModelForSeq2SeqLM fp32"] = {"skipped": optimum["skipped"]}
+        if optimum is None:
+            rows[OPTIMUM] = {"skipped": "--no-optimum" if not args.optimum else f"{args.optimum_python} not found"}
         else:
-            rows["Optimum ORTModelForSeq2SeqLM fp32"] = {**_stats(optimum["firsts"], optimum["totals"], NEW_TOKENS),
-                                                        "token_agreement_hf": _agreement(optimum["tokens"], ref),
-                                                        "versions": optimum["versions"], "note": "separate process"}
-        table.append({"input_tokens": length, "rows": rows, "draft": lms["int8"].last_draft_stats.to_json()})
+            rows[OPTIMUM].update(versions=optimum.versions, note="its own venv and process, interleaved run by run")
+        table.append({"input_tokens": length, "rows": rows,
+                      "draft": {p: _draft_summary(stats, rows, tokens, p) for p, stats in drafts.items()}})
+    if optimum is not None:
+        optimum.close()
     block = {p: _block_cost(work / p) for p in ("fp32", "int8")}
-    return {"size": args.size, "config": config, "parameters": sum(p.numel() for p in model.parameters()),
+    return {"size": args.size, "config": config, "model": trained or "random init (normal, std 0.3), seed 0",
+            "inputs": "held-out copy-task lines (edgekit/tools/train_t5_copy.py)" if trained else "random token ids",
+            "parameters": sum(p.numel() for p in model.parameters()),
             "inputs_per_length": args.inputs_c, "new_tokens": NEW_TOKENS, "threads": 1, "variants": variants,
             "table": table, "verify_block_cost": block}
 
@@ -355,10 +445,11 @@ def part_c(args) -> dict:
 def _print_c(c: dict) -> None:
     print(f"\n(c) {c['size']} size (d_model {c['config']['d_model']}, {c['config']['num_layers']}+"
           f"{c['config']['num_decoder_layers']} layers, vocab {c['config']['vocab_size']}, {c['parameters'] / 1e6:.1f} M "
-          f"parameters, random init), {c['new_tokens']} new tokens forced, greedy, 1 thread; shared noisy host: medians")
+          f"parameters, {'trained: ' + c['model']['dir'] if isinstance(c['model'], dict) else 'random init'}), "
+          f"inputs: {c['inputs']}, {c['new_tokens']} new tokens forced, greedy, 1 thread; shared noisy host: medians")
     for row in c["table"]:
         rows = row["rows"]
-        base = rows.get("Optimum ORTModelForSeq2SeqLM fp32", {})
+        base = rows.get(OPTIMUM, {})
         print(f"{row['input_tokens']} input tokens")
         print(f"  {'system':36} {'first token ms':>15} {'decode tok/s':>13} {'x Optimum':>10}  token agreement with HF")
         for name, r in rows.items():
@@ -367,8 +458,9 @@ def _print_c(c: dict) -> None:
                 continue
             ratio = f"{r['decode_tok_s'] / base['decode_tok_s']:10.2f}" if "decode_tok_s" in base else f"{'-':>10}"
             print(f"  {name:36} {r['first_token_ms']:15.2f} {r['decode_tok_s']:13.1f} {ratio}  {r['token_agreement_hf']:.4f}")
-        d = row["draft"]
-        print(f"  draft: {d['accepted']} of {d['drafted']} drafted tokens accepted ({100 * d['accept_rate']:.1f}%)")
+        for p, d in row["draft"].items():
+            print(f"  {p} + draft: {d['accepted']} of {d['drafted']} drafted tokens accepted ({100 * d['accept_rate']:.1f}%), "
+                  f"{d['speedup_total_time']:.2f}x plain greedy, tokens identical: {d['tokens_identical_to_plain_greedy']}")
     for p, v in c["variants"].items():
         print(f"{p} vs fp32 (export's own check): token agreement {100 * v['token_agreement']:.2f}% on {v['on']}")
     for p, b in c["verify_block_cost"].items():
@@ -412,11 +504,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(T5_SIZES), default=None, help="part (c) at this size (implies --parts c)")
     parser.add_argument("--lengths-c", type=int, nargs="+", default=[16, 128])
     parser.add_argument("--inputs-c", type=int, default=2)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="part (c) on this trained model (edgekit/tools/train_t5_copy.py --out DIR) and its task's inputs")
     parser.add_argument("--optimum-python", default="/tmp/optimum-venv/bin/python")
     parser.add_argument("--no-optimum", dest="optimum", action="store_false")
+    parser.add_argument("--optimum-serve", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--optimum-worker", nargs=2, metavar=("MODEL_DIR", "INPUTS_JSON"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.model is not None and args.size is None:
+        args.size = "t5-small"
+    if args.optimum_serve:
+        optimum_server(args.optimum_serve)
+        return 0
     if args.optimum_worker:
         optimum_worker(*args.optimum_worker, runs=args.runs, warmup=args.warmup)
         return 0

@@ -353,8 +353,10 @@ def greedy_with_input_draft(
     """Greedy decoding of one row with input-guided aggressive decoding: after each chosen token, draft up to
     ``draft_tokens`` tokens copied from ``source`` (:func:`draft_from_input` over the sequence from
     ``context_from`` on), feed the chosen token and the draft in one decoder call, keep the draft's prefix that
-    greedy would have chosen (every position's logits are checked), and roll the cache back to it. The tokens
-    are greedy's; only the number of decoder calls changes.
+    greedy would have chosen (every position's logits are checked), and roll the cache back to it. After a
+    rejection the next draft is only the accepted prefix + 1 long (it grows by 2 after each fully accepted
+    one), so a model that does not copy pays for short blocks. The tokens are greedy's; only the number of
+    decoder calls changes.
     """
     assert prompt.shape[0] == 1 and not cfg.do_sample and cfg.num_beams == 1, "greedy, one row"
     sequence = [int(t) for t in np.asarray(prompt)[0]]
@@ -363,6 +365,7 @@ def greedy_with_input_draft(
     eos = set(cfg.eos_token_id)
     drafted = accepted = calls = 0
     after = 0
+    length = draft_tokens  # back off to the accepted prefix + 1 after a rejection, +2 after a full acceptance
 
     def choose(logits: np.ndarray) -> int:
         return int(_process(logits[None].astype(np.float32, copy=True), len(sequence), max_length, prompt_len,
@@ -384,7 +387,7 @@ def greedy_with_input_draft(
             break
         room = max_length - len(sequence)  # tokens still allowed after this one
         start = _continuation(source, sequence[context_from:], 8, after)
-        draft = [] if start is None else [int(t) for t in source[start : start + min(draft_tokens, room)]]
+        draft = [] if start is None else [int(t) for t in source[start : start + min(length, room)]]
         block = np.array([[token, *draft]], np.int64)
         step_logits = stepper.step(block)
         calls += 1
@@ -405,6 +408,7 @@ def greedy_with_input_draft(
         accepted += kept
         if done:
             break
+        length = min(draft_tokens, length + 2) if kept == len(draft) else kept + 1
         after = start + kept  # the next match is looked for from where this copy stopped
         stepper.truncate(fed - (len(draft) - kept))
         fed -= len(draft) - kept
