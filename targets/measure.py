@@ -27,7 +27,8 @@ from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.session import Session
 
 __all__ = ["LatencyStats", "GenerationStats", "measure_latency", "measure_interleaved", "interleaved_ms", "measure_generation",
-           "measure_generation_interleaved", "summarize"]
+           "measure_generation_interleaved", "summarize",
+           "fixed_prompt"]
 
 
 @dataclass(frozen=True)
@@ -233,3 +234,12 @@ def measure_generation_interleaved(
         stats[name] = GenerationStats(_p50_p90(first), _p50_p90(step), _p50_p90(total), runs, warmup, len(input_ids),
                                       len(input_ids[0]), new_tokens, source="measured, interleaved")
     return stats
+
+
+def fixed_prompt(lm: Any, length: int, batch: int = 1, seed: int = 0) -> list[list[int]]:
+    """``batch`` copies of one seeded prompt of ``length`` ordinary token ids (above every special id)."""
+    special = [int(i) for key, value in lm.generation.items() if key.endswith("token_id") and value is not None
+               for i in (value if isinstance(value, (list, tuple)) else [value])]
+    low = min(1 + max(special, default=-1), lm.vocab_size - 1)
+    row = np.random.default_rng(seed).integers(low, lm.vocab_size, length).tolist()
+    return [list(row) for _ in range(batch)]

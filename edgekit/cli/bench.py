@@ -17,10 +17,11 @@ import typer
 
 from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.spec import TensorSpec, random_inputs
+from edgekit.targets.measure import fixed_prompt
 
 from .common import emit, out, table
 
-__all__ = ["register", "random_feeds", "fixed_prompt"]
+__all__ = ["register", "random_feeds"]
 
 _INPUT_TOKENS, _NEW_TOKENS = 16, 16
 
@@ -51,15 +52,6 @@ def random_feeds(inputs: Sequence[TensorSpec], batch: int | None, sizes: Mapping
     feeds = random_inputs(inputs, sizes, seed=seed)
     fed = next((array.shape[0] for array in feeds.values() if array.ndim), 1)
     return feeds, int(fed)
-
-
-def fixed_prompt(lm: Any, length: int, batch: int = 1, seed: int = 0) -> list[list[int]]:
-    """``batch`` copies of one seeded prompt of ``length`` ordinary token ids (above every special id)."""
-    special = [int(i) for key, value in lm.generation.items() if key.endswith("token_id") and value is not None
-               for i in (value if isinstance(value, (list, tuple)) else [value])]
-    low = min(1 + max(special, default=-1), lm.vocab_size - 1)
-    row = np.random.default_rng(seed).integers(low, lm.vocab_size, length).tolist()
-    return [list(row) for _ in range(batch)]
 
 
 def _bench_graph(model: Path, session: Any, batch: int | None, warmup: int, runs: int, threads: int, as_json: bool) -> None:

@@ -76,7 +76,12 @@ def _has_search_space(model: str) -> bool:
 def select_command(
     model: str = typer.Option("ofa-mbv3", "--model", "-m", help="Searchable model family (ofa-mbv3)."),
     target: str = typer.Option(..., "--target", "-t", help="Target name or alias."),
-    budget_ms: float = typer.Option(..., "--budget-ms", help="Latency budget in ms (batch 1)."),
+    budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="Latency budget in ms (batch 1)."),
+    first_token_ms: Optional[float] = typer.Option(
+        None, "--budget-first-token-ms", help="Language models (--model a,b): time to the first token, ms."),
+    tokens_per_s: Optional[float] = typer.Option(
+        None, "--budget-tokens-per-s", help="Language models: decode speed at least this many tokens/s."),
+    input_tokens: int = typer.Option(16, "--input-tokens", help="Language models: the prompt length the budget is for."),
     memory_mb: Optional[float] = typer.Option(None, "--memory-mb", help="Memory budget (default: the device's memory)."),
     unit: Optional[str] = typer.Option(None, "--unit", help="Restrict to one unit: gpu, cpu, npu, dla0, ..."),
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | int8."),
@@ -102,6 +107,15 @@ def select_command(
 ) -> None:
     """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target; with
     --eval-data, any model's candidates (compression level x precision x format x unit), measured."""
+    if first_token_ms is not None or tokens_per_s is not None:  # language models, by generation budget
+        from .select_measured import run_lm
+
+        run_lm(model, target, first_token_ms, tokens_per_s, input_tokens, precision, as_json)
+        return
+    if budget_ms is None:
+        from edgekit.runtimes.errors import UsageError
+
+        raise UsageError("pass --budget-ms (or, for a language model, --budget-first-token-ms / --budget-tokens-per-s)")
     if eval_data is not None or not _has_search_space(model):  # any model: candidates exported and measured
         from .select_measured import run_measured
 

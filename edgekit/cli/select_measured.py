@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from .common import emit, out, progress, table
 
-__all__ = ["run_measured", "parse_levels"]
+__all__ = ["run_measured", "run_lm", "parse_levels"]
 
 
 def parse_levels(text: Optional[str]) -> tuple[float, ...] | None:
@@ -56,6 +56,36 @@ def run_measured(model: str, target: str, budget_ms: float, eval_data: Optional[
         counts = data["measured"]
         out.print(f"{counts['candidates']} candidates, accuracy measured for {counts['accuracy_measured']} "
                   f"({counts['accuracy_runs_now']} now, the rest from the cache); {counts['exported_now']} files exported now")
+
+    emit(data, as_json, render)
+    return data
+
+
+def run_lm(models: str, target: str, first_token_ms: Optional[float], tokens_per_s: Optional[float], input_tokens: int,
+           precision: str, as_json: bool) -> dict[str, Any]:
+    """Select among language-model bundles (``--model a,b``) by a generation budget (edgekit.lm_select); print it."""
+    from edgekit.lm_select import LmRequest, select_lm
+
+    request = LmRequest(tuple(m.strip() for m in models.split(",") if m.strip()), target, first_token_ms, tokens_per_s,
+                        input_tokens, precision)
+    with progress(not as_json) as say:
+        selection = select_lm(request, say)
+    data = selection.to_json()
+
+    def render() -> None:
+        best = selection.best
+        limits = " and ".join(text for text in (
+            f"first token <= {first_token_ms:g} ms" if first_token_ms is not None else "",
+            f">= {tokens_per_s:g} tokens/s" if tokens_per_s is not None else "") if text)
+        out.print(f"[bold]{data['target']}[/bold], {limits} at {input_tokens} input tokens: {best.label()}; first token "
+                  f"{best.first_token_ms:.3f} ms, {best.tokens_per_s:.0f} tokens/s ({best.speed_source}), "
+                  f"accuracy {100 * best.accuracy:.1f}% ({best.accuracy_source})")
+        rows = [[c.label(), f"{c.first_token_ms:.3f}", f"{c.tokens_per_s:.0f}", c.speed_source, f"{100 * c.accuracy:.1f}%",
+                 "yes" if selection.fits(c) else ""] for c in selection.candidates]
+        out.print(table("candidates", ["model / format / precision", "first token ms", "tokens/s", "speed", "accuracy",
+                                       "fits"], rows))
+        for line in data["skipped"]:
+            out.print(f"skipped: {line}", markup=False)
 
     emit(data, as_json, render)
     return data
