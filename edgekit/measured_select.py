@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from edgekit.models.registry import ModelRequest, ModelSource, find_family
-from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.errors import UsageError, one_line
 from edgekit.runtimes.files import atomic_write_text
 from edgekit.search.eval_data import EvalData, Metric, get_metric, load_eval_data
 from edgekit.search.select import FIXED_MARGIN, Option, deployment_options
@@ -55,6 +55,7 @@ class MeasuredRequest:
     target: str
     budget_ms: float
     levels: tuple[float, ...] | None = None  # None: (0,) for a model without training data, FAMILY_LEVELS for a segmenter
+    resolutions: tuple[int, ...] | None = None  # square input sizes to try (None: the model's own); eval data is resized
     unit: str | None = None
     precision: str = "auto"
     target_file: Path | None = None
@@ -70,10 +71,12 @@ class MeasuredCandidate:
     unit: str
     precision: str
     format: str
+    resolution: int | None = None  # None: the model's own input size
 
     def label(self) -> str:
         pruned = f"pruned {100 * self.level:.0f}% MACs" if self.level else "dense"
-        return f"{pruned}, {self.unit}/{self.precision}/{self.format}"
+        size = f" at {self.resolution}px" if self.resolution else ""
+        return f"{pruned}{size}, {self.unit}/{self.precision}/{self.format}"
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,48 @@ def _pruned(source: ModelSource, level: float, finetune_steps: int) -> ModelSour
     return replace(source, graphs={graph.name: graph}, name=f"{source.name}-pruned{round(100 * level)}")
 
 
+def _nearest(array: np.ndarray, size: int) -> np.ndarray:
+    """``array``'s last two axes resized to ``size`` x ``size`` by nearest-neighbour sampling.
+
+    Example:
+        >>> _nearest(np.arange(16).reshape(1, 4, 4), 2).tolist()
+        [[[5, 7], [13, 15]]]
+    """
+    def index(length: int) -> np.ndarray:
+        return np.minimum(((np.arange(size) + 0.5) * length / size).astype(np.int64), length - 1)
+
+    h, w = array.shape[-2:]
+    return np.ascontiguousarray(array[..., index(h), :][..., index(w)])
+
+
+def _resized(data: EvalData, size: int | None) -> EvalData:
+    """``data`` with its images (and label maps) at ``size`` x ``size``."""
+    if size is None:
+        return data
+    labels = data.labels
+    if labels.ndim == 3 and labels.shape[1:] == data.inputs.shape[-2:]:
+        labels = _nearest(labels, size)
+    return EvalData(_nearest(data.inputs, size), labels, data.path, f"{data.sha256}-{size}")
+
+
+def _at_resolution(family, request: MeasuredRequest, source: ModelSource, size: int | None) -> ModelSource:
+    """The model loaded with a ``size`` x ``size`` example input; UsageError when it cannot take that size."""
+    if size is None:
+        return source
+    spec = source.graph.inputs[0]
+    if len(spec.shape) != 4:
+        raise UsageError(f"--resolutions {size}: the model's input {spec.name!r} is {spec.shape_str()}, not an image")
+    shape = (1, int(source.graph.example_inputs[0].shape[1]), size, size)
+    try:
+        resized = family.load(replace(request.model, input_shape=shape))
+    except Exception as exc:
+        raise UsageError(f"--resolutions {size}: the model cannot take a {size}x{size} input ({one_line(exc)})") from None
+    got = tuple(resized.graph.example_inputs[0].shape)
+    if got != shape:
+        raise UsageError(f"--resolutions {size}: the model's input stays {got}; its resolution cannot change")
+    return resized
+
+
 def _family_eval(source: ModelSource, ref: str | None) -> EvalData:
     """The family's labelled held-out data as eval data (UsageError when it has none)."""
     if source.data.held_out is None:
@@ -170,8 +215,8 @@ def _family_eval(source: ModelSource, ref: str | None) -> EvalData:
     return EvalData(inputs, labels, Path(f"<held-out data of {source.name}>"), digest)
 
 
-def _calibration_data(samples: np.ndarray, work: Path) -> Path:
-    path = work / "calibration.npy"
+def _calibration_data(samples: np.ndarray, work: Path, size: int | None = None) -> Path:
+    path = work / f"calibration{f'-{size}' if size else ''}.npy"
     if not path.exists():
         np.save(path, samples.astype(np.float32))
     return path
@@ -260,28 +305,33 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
     results: list[CandidateResult] = []
     exported = 0
     levels = request.levels or (FAMILY_LEVELS if own_data and source.task == "segmentation" else (0.0,))
-    for level in sorted(set(levels)):
-        level_source = source if level == 0 else None
+    sizes = tuple(dict.fromkeys((None, *request.resolutions))) if request.resolutions else (None,)  # own size too
+    bad_size = [size for size in sizes if size is not None and size < 1]
+    if bad_size:
+        raise UsageError(f"--resolutions {bad_size[0]}: expected input sizes in pixels >= 1")
+    scored_at = {size: _resized(scored, size) for size in sizes}
+    for size, level in ((size, level) for size in sizes for level in sorted(set(levels))):
+        base = _at_resolution(family, request, source, size)
+        level_source = base if level == 0 else None
         for fmt, precision in dict.fromkeys((o.format, o.precision) for o in options):
             tuned = f"-ft{request.finetune_steps}" if level and source.task == "segmentation" else ""
-            bundle = work / f"L{round(1000 * level)}{tuned}-{fmt}-{precision}"
+            bundle = work / f"L{round(1000 * level)}{tuned}{f'-r{size}' if size else ''}-{fmt}-{precision}"
             if not (bundle / "manifest.json").is_file():
                 if level_source is None:
                     say(f"pruning {100 * level:.0f}% of the MACs")
-                    level_source = _pruned(source, level, request.finetune_steps)
-                say(f"exporting {MeasuredCandidate(level, '-', precision, fmt).label()}")
+                    level_source = _pruned(base, level, request.finetune_steps)
+                say(f"exporting {MeasuredCandidate(level, '-', precision, fmt, size).label()}")
                 try:
                     export_bundle(ExportRequest(
                         out=bundle, model=request.model, source=level_source, target=target.name,
                         target_file=request.target_file,
                         output=OutputConfig(format=fmt, precision=precision,
-                                            int8_calibration_data=_calibration_data(calib, work)
+                                            int8_calibration_data=_calibration_data(
+                                                _nearest(calib, size) if size else calib, work, size)
                                             if calibration and precision == "int8" else None,
                                             int8_calibration_samples=max(calibration, CALIBRATION if own_data else 1)),
                         measure=MeasureConfig(runs=request.runs if target.name == "host" else 0), force=False))
                 except Exception as exc:  # a candidate that cannot be written (e.g. int8 collapse) is reported, not fatal
-                    from edgekit.runtimes.errors import one_line
-
                     say(f"skipped {fmt} {precision} at level {level:g}: {one_line(exc)}")
                     continue
                 exported += 1
@@ -292,18 +342,18 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
                 found = _latency(manifest, target.name, option.unit)
                 if found is None:
                     continue
-                candidate = MeasuredCandidate(level, option.unit, precision, fmt)
+                candidate = MeasuredCandidate(level, option.unit, precision, fmt, size)
                 results.append(CandidateResult(candidate, found[0], found[1], scores.get(bundle.name), str(bundle)))
     if not results:
         raise UsageError(f"no candidate of {request.model.ref} could be exported and timed for {target.name}")
     margin = FIXED_MARGIN if request.margin is None else request.margin
     selection = MeasuredSelection(None, tuple(results), request.budget_ms, margin, metric, len(scored), calibration, 0,
                                   exported, min(results, key=lambda r: r.latency_ms))
-    return _choose(selection, scored, scores, scores_file, say)
+    return _choose(selection, scored_at, scores, scores_file, say)
 
 
-def _choose(selection: MeasuredSelection, data: EvalData, scores: dict[str, float], scores_file: Path,
-            say: Progress) -> MeasuredSelection:
+def _choose(selection: MeasuredSelection, data: Mapping[int | None, EvalData], scores: dict[str, float],
+            scores_file: Path, say: Progress) -> MeasuredSelection:
     """Measure accuracy lazily: fitting candidates by upper bound (their level's fp32 accuracy), best first."""
     results = list(selection.results)
     measured = 0
@@ -314,21 +364,25 @@ def _choose(selection: MeasuredSelection, data: EvalData, scores: dict[str, floa
         name = Path(result.bundle).name
         if name not in scores:
             say(f"measuring {selection.metric.name} of {result.candidate.label()}")
-            scores[name] = _score(Path(result.bundle), data, selection.metric)
+            scores[name] = _score(Path(result.bundle), data[result.candidate.resolution], selection.metric)
             atomic_write_text(scores_file, json.dumps(scores, indent=1) + "\n")
             measured += 1
         results[index] = replace(result, accuracy=scores[name])
         return scores[name]
 
-    bounds: dict[float, float] = {}
-    for i, r in enumerate(results):  # a level's fp32 file bounds its variants
-        if r.candidate.precision == "fp32" and r.candidate.level not in bounds:
-            bounds[r.candidate.level] = measure(i)
+    bounds: dict[tuple[float, int | None], float] = {}
+
+    def group(r: CandidateResult) -> tuple[float, int | None]:
+        return r.candidate.level, r.candidate.resolution
+
+    for i, r in enumerate(results):  # a level's fp32 file (at each resolution) bounds its variants
+        if r.candidate.precision == "fp32" and group(r) not in bounds:
+            bounds[group(r)] = measure(i)
     fitting = [i for i, r in enumerate(results) if selection.fits(r)]
-    order = sorted(fitting, key=lambda i: (-bounds.get(results[i].candidate.level, np.inf), results[i].latency_ms))
+    order = sorted(fitting, key=lambda i: (-bounds.get(group(results[i]), np.inf), results[i].latency_ms))
     best: int | None = None
     for i in order:
-        bound = bounds.get(results[i].candidate.level, np.inf)
+        bound = bounds.get(group(results[i]), np.inf)
         if best is not None and results[best].accuracy >= bound:
             break  # nothing left can beat the choice
         value = measure(i)

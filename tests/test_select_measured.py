@@ -124,3 +124,40 @@ def test_segmenter_levels_are_selected_on_its_own_scenes(cache, capsys):
 def test_a_model_without_search_space_or_data_asks_for_eval_data(cache, capsys):
     assert main(["select", "--model", TINY, "--target", "host", "--budget-ms", "5"]) == 2
     assert "no search space and no labelled data of its own: pass --eval-data val.npz" in capsys.readouterr().err
+
+
+FIXED = '''
+import torch
+from torch import nn
+
+
+class Fixed(nn.Module):
+    input_shape = (1, 3, 16, 16)
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.head = nn.Linear(2 * 16 * 16, 5)  # flattened features: one input size only
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.conv(x), 1))
+
+
+def build():
+    torch.manual_seed(0)
+    return Fixed().eval()
+'''
+
+
+def test_resolutions_are_candidates_and_a_fixed_size_model_is_refused(val, cache, tmp_path, capsys):
+    code, data = _select(capsys, "--eval-data", str(val), "--target", "host", "--budget-ms", "5", "--precision", "fp32",
+                         "--resolutions", "8,24")
+    assert code == 0, data
+    sizes = {c["resolution"] for c in data["candidates"]}
+    assert sizes == {None, 8, 24} and data["best"]["measured"]
+    model = tmp_path / "fixed.py"
+    model.write_text(FIXED)
+    code = main(["select", "--model", f"{model}:build", "--eval-data", str(val), "--target", "host", "--budget-ms", "5",
+                 "--resolutions", "24"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--resolutions 24: the model cannot take a 24x24 input" in err

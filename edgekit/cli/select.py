@@ -101,6 +101,8 @@ def select_command(
     levels: Optional[str] = typer.Option(
         None, "--levels", help="With --eval-data: compression levels to try, fractions of MACs removed by structured pruning, e.g. 0.3,0.5."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --eval-data: the model's example input shape."),
+    resolutions: Optional[str] = typer.Option(
+        None, "--resolutions", help="With --eval-data: square input sizes to try too, e.g. 96,128 (the eval images are resized)."),
     finetune_steps: int = typer.Option(300, "--finetune-steps", min=0, help="A segmenter's pruned levels: distillation fine-tuning steps on its own scenes."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the Pareto front with the budget line as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -120,7 +122,7 @@ def select_command(
         from .select_measured import run_measured
 
         run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json,
-                     finetune_steps)
+                     finetune_steps, resolutions, plot)
         return
     from edgekit.models.ofa.released_predictor import SOURCE as RELEASED_SOURCE, is_released
     from edgekit.targets import resolve_target

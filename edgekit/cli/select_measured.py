@@ -28,20 +28,61 @@ def parse_levels(text: Optional[str]) -> tuple[float, ...] | None:
     return tuple(dict.fromkeys((0.0, *values)))
 
 
+def _sizes(text: Optional[str]) -> tuple[int, ...] | None:
+    from edgekit.runtimes.errors import UsageError
+
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--resolutions {text!r}: expected comma-separated sizes in pixels, e.g. 96,128") from None
+
+
+def _plot(path: Path, selection: Any, data: dict[str, Any]) -> None:
+    """Every candidate (latency vs measured accuracy), the measured front and the budget line, as PNG."""
+    from edgekit.runtimes.errors import require
+
+    matplotlib = require("matplotlib", "plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    measured = [r for r in selection.results if r.accuracy is not None]
+    axes.scatter([r.latency_ms for r in measured], [r.accuracy for r in measured], s=18, label="measured")
+    front = selection.front
+    axes.plot([r.latency_ms for r in front], [r.accuracy for r in front], color="0.6", lw=1, zorder=0, label="front")
+    axes.axvline(selection.budget_ms, color="crimson", ls="--", label=f"budget {selection.budget_ms:g} ms")
+    axes.scatter([selection.best.latency_ms], [selection.best.accuracy], marker="*", s=160, color="black", label="chosen")
+    axes.set_xlabel(f"latency, ms ({selection.best.latency_source})")
+    axes.set_ylabel(f"{selection.metric.name} (measured)")
+    axes.set_title(f"{data['model']} on {data['target']}")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=120)
+    tmp.replace(path)
+
+
 def run_measured(model: str, target: str, budget_ms: float, eval_data: Optional[Path], metric: Optional[str],
                  levels: Optional[str],
                  unit: Optional[str], precision: str, margin: Optional[float], input_shape: Optional[str],
-                 as_json: bool, finetune_steps: int = 300) -> dict[str, Any]:
+                 as_json: bool, finetune_steps: int = 300, resolutions: Optional[str] = None,
+                 plot: Optional[Path] = None) -> dict[str, Any]:
     """Select ``model``'s best candidate by measurement and print it (table or JSON); returns the record."""
     from edgekit.measured_select import MeasuredRequest, select_measured, selection_record
     from edgekit.models.registry import ModelRequest, parse_shape
 
     request = MeasuredRequest(ModelRequest(model, parse_shape(input_shape) if input_shape else None), eval_data, metric,
                               target, budget_ms, parse_levels(levels), unit=unit, precision=precision, margin=margin,
-                              finetune_steps=finetune_steps)
+                              finetune_steps=finetune_steps, resolutions=_sizes(resolutions))
     with progress(not as_json) as say:
         selection = select_measured(request, say)
     data = selection_record(selection, request)
+    if plot is not None:
+        _plot(plot, selection, data)
+        data["plot"] = str(plot)
 
     def render() -> None:
         best, shown = data["best"], selection.metric.display
