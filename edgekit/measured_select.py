@@ -144,7 +144,10 @@ def _pruned(source: ModelSource, level: float, finetune_steps: int) -> ModelSour
     family with its own training scenes, ``finetune_steps`` of distillation from the dense model."""
     from edgekit.compress.prune import prune_to_macs
 
-    pruned = prune_to_macs(source.graph.module, source.graph.example_inputs[0], level).model  # a pruned copy
+    from edgekit.compress.run import SPEED_ROUND_TO
+
+    pruned = prune_to_macs(source.graph.module, source.graph.example_inputs[0], level,  # a pruned copy
+                           round_to=SPEED_ROUND_TO).model
     if source.task == "segmentation" and source.data.held_out is not None and finetune_steps > 0:
         import torch
 

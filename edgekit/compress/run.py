@@ -38,6 +38,9 @@ __all__ = ["CompressRequest", "compress", "QUANTIZE", "SCENE_FAMILIES"]
 
 Progress = Callable[[str], None]
 QUANTIZE = ("int8", "fp16")
+# Channel counts in multiples of 8 (when the MACs target allows it): onnxruntime's kernels run them faster.
+# Measured, seg-simple at 256x256, 50% MACs removed, 1 thread: 2.65 ms rounded vs 3.23 ms unrounded (dense 3.32).
+SPEED_ROUND_TO = 8
 SCENE_FAMILIES = ("seg-", "hf-seg:")  # references whose default data are the procedural scenes
 EVAL_SCENES, TRAIN_SCENES, CALIB_SCENES = 64, 256, 32
 
@@ -269,7 +272,7 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
         else:
             result, sensitivity = allocate_and_prune(
                 dense, steps.example, request.prune, request.allocation, images=probe, labels=probe_labels,
-                round_to=parse_pattern(request.sparsity)[1] if request.sparsity else None)
+                round_to=parse_pattern(request.sparsity)[1] if request.sparsity else SPEED_ROUND_TO)
         model = result.model
         steps.record.update(macs_removed=result.removed, rates=dict(result.rates), round_to=result.round_to,
                             **({"sensitivity": sensitivity} if sensitivity else {}))
