@@ -42,6 +42,10 @@ NOT_RUN = {
         "a released once-for-all checkpoint (tests/test_ofa_checkpoint.py runs that path on a generated one)",
     "edgekit select --model ofa-mbv3 --checkpoint ofa_mbv3_d234_e346_k357_w1.0 --accuracy ofa_acc_predictor.pth --target rpi5 --budget-ms 30":
         "once-for-all's released supernet and predictor (tests/test_released_predictor.py runs that path on generated ones)",
+    "edgekit select --model seg-simple --target rpi5 --budget-ms 2":
+        "minutes of fine-tuning per level (tests/test_select_measured.py runs it with 5 steps)",
+    "edgekit select --model slm-encdec,slm-deconly --target host --budget-first-token-ms 5 --budget-tokens-per-s 1000":
+        "a minute of exports and generation timing (tests/test_select_lm.py runs it at fp32)",
     "edgekit agent --token-file ~/.edgekit-token --port 8765": "a server that runs until stopped (tests/test_agent.py)",
     "edgekit profile out/rpi5 --target rpi5 --agent http://pi:8765 --token-file ~/.edgekit-token": "a Raspberry Pi on the network",
     "edgekit calibrate --target host --threads 1": "minutes of measurement (tests/test_profile.py runs it small)",
@@ -69,9 +73,14 @@ def _bring_user_files(here: Path) -> None:
     (here / "mypkg" / "__init__.py").write_text("")
     (here / "mypkg" / "models.py").write_text(
         "import torch\n\ndef build():\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.ReLU(),\n"
-        "                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))\n"
+        "    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.ReLU(),\n"
+        "                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))\n"
+        "    net.input_shape = (1, 3, 32, 32)\n"
+        "    return net\n"
     )
+    rng = np.random.default_rng(0)  # the user's labelled data for `select --eval-data`
+    np.savez(here / "val.npz", inputs=rng.standard_normal((96, 3, 32, 32)).astype(np.float32),
+             labels=rng.integers(0, 3, 96))
     (here / "mymodel.py").write_text((here / "mypkg" / "models.py").read_text())
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()
     torch.export.save(torch.export.export(net, (torch.randn(1, 3, 8, 8),)), str(here / "program.pt2"))
