@@ -140,3 +140,17 @@ def test_eval_imports_no_torch(seg_bundle):
                             env=dict(os.environ))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "TORCH False 0"
+
+
+def test_bench_formats_all_shows_a_segmenters_miou(tmp_path, capsys):
+    """Regression: bench --formats all read only a classifier's held-out top-1, so a segmenter showed '-'."""
+    import json
+
+    from edgekit.cli import main
+
+    out = tmp_path / "seg"
+    assert main(["export", "--model", "seg-simple", "--bench-runs", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(out), "--formats", "all", "--runs", "3", "--warmup", "1", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["top1"] is None and 0.55 <= row["miou"] <= 0.65

@@ -149,7 +149,8 @@ def format_rows(model: Path, warmup: int, runs: int, threads: int, seed: int = 0
             "max_abs_diff_vs": {"format": reference, "value": diff},
             "parity_vs_torch_max_abs": _worst(validation.get("max_abs_error")) if view.precision == "fp32" else None,
             "vs_fp32": {k: variant.get(k) for k in ("mean_rel_error", "top1_agreement")} if variant else None,
-            "top1": accuracy.get("top1"), "accuracy_data": validation.get("accuracy", {}).get("data"),
+            "top1": accuracy.get("top1"), "miou": accuracy.get("miou"),  # a segmenter's held-out score is mIoU
+            "accuracy_data": validation.get("accuracy", {}).get("data"),
         })
     return {**common, "rows": rows}
 
@@ -195,12 +196,12 @@ def _bench_formats(model: Path, warmup: int, runs: int, threads: int, as_json: b
         rows = [[r["format"], r["precision"], r["runtime"], f"{r['bytes'] / 1024:.1f} KB", f"{r['p50_ms']:.3f}",
                  f"{r['p90_ms']:.3f}", f"{r['max_abs_diff_vs']['value']:.2e}",
                  "-" if r["parity_vs_torch_max_abs"] is None else f"{r['parity_vs_torch_max_abs']:.1e}",
-                 "-" if not r["vs_fp32"] else pct(r["vs_fp32"]["top1_agreement"]), pct(r["top1"])]
+                 "-" if not r["vs_fp32"] else pct(r["vs_fp32"]["top1_agreement"]), pct(r["top1"] if r["top1"] is not None else r["miou"])]
                 for r in data["rows"]]
         first = data["rows"][0]["format"]
         out.print(table(f"{model}: every format here ({threads} thread(s), {runs} interleaved runs; measured)",
                         ["format", "precision", "runtime", "size", "p50 ms", "p90 ms", f"max |diff| vs {first}",
-                         "parity vs torch", "top-1 agreement vs fp32", "held-out top-1"], rows))
+                         "parity vs torch", "top-1 agreement vs fp32", "held-out top-1 / mIoU"], rows))
         _render_missing(data)
 
     emit(data, as_json, render)
