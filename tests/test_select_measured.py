@@ -95,6 +95,8 @@ def test_export_budget_writes_the_measured_choice(val, cache, tmp_path, capsys):
      "--metric 'f1': expected top1, miou, mse or module:function"),
     ({"inputs": np.zeros((8, 3, 16, 16), np.float32), "labels": np.zeros(8, np.int64)}, ["--levels", "1.5"],
      "--levels 1.5: a compression level is the fraction of MACs removed, in [0, 1)"),
+    ({"inputs": np.zeros((8, 3, 16, 16), np.float32), "labels": np.zeros(8, np.int64)}, ["--checkpoint", "w.pt"],
+     "--checkpoint / --accuracy search a once-for-all supernet; --eval-data and generation budgets select by measurement"),
 ])
 def test_bad_eval_data_and_options_are_one_line_errors(tmp_path, cache, capsys, arrays, args, message):
     path = tmp_path / "bad.npz"

@@ -109,16 +109,21 @@ def select_command(
 ) -> None:
     """Search subnet x precision x format for the best predicted accuracy under --budget-ms on --target; with
     --eval-data, any model's candidates (compression level x precision x format x unit), measured."""
+    from edgekit.runtimes.errors import UsageError
+
+    measured = eval_data is not None or first_token_ms is not None or tokens_per_s is not None
+    supernet = checkpoint is not None or accuracy is not None  # once-for-all's own files: the supernet search
+    if measured and supernet:
+        raise UsageError("--checkpoint / --accuracy search a once-for-all supernet; --eval-data and generation budgets "
+                         "select by measurement: pass one or the other")
     if first_token_ms is not None or tokens_per_s is not None:  # language models, by generation budget
         from .select_measured import run_lm
 
         run_lm(model, target, first_token_ms, tokens_per_s, input_tokens, precision, as_json)
         return
     if budget_ms is None:
-        from edgekit.runtimes.errors import UsageError
-
         raise UsageError("pass --budget-ms (or, for a language model, --budget-first-token-ms / --budget-tokens-per-s)")
-    if eval_data is not None or not _has_search_space(model):  # any model: candidates exported and measured
+    if eval_data is not None or (not supernet and not _has_search_space(model)):  # any model: exported and measured
         from .select_measured import run_measured
 
         run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json,
