@@ -62,7 +62,7 @@ def _exhaustive(selection, data) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgekit.measured_select import MeasuredRequest, select_measured
+    from edgekit.measured_select import MEASURED_MARGIN, MeasuredRequest, select_measured
     from edgekit.models.registry import ModelRequest
     from edgekit.search.eval_data import load_eval_data
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             first = select_measured(request(1e6))  # everything fits: exports and times every candidate
             cold = time.perf_counter() - start
             latencies = sorted(r.latency_ms for r in first.results)
-            slack = 1.02 if target == "host" else 1.02 * (1 + first.margin)  # modeled latencies keep a margin
+            slack = 1.02 * (1 + (MEASURED_MARGIN if target == "host" else first.margin))  # the selection's margins
             budgets = sorted({round(float(np.quantile(latencies, q)) * slack, 4)
                               for q in np.linspace(1.0, 0.0, args.budgets)}, reverse=True)
             for budget in budgets:

@@ -44,6 +44,9 @@ __all__ = ["MeasuredRequest", "MeasuredCandidate", "CandidateResult", "MeasuredS
 
 Progress = Callable[[str], None]
 CALIBRATION = 64  # eval samples set apart for int8 calibration (never scored)
+# A measured latency still varies run to run on a shared host (about +-5%): a choice right at the budget missed it
+# when timed again (benchmarks/select_any.py: 1.226 ms chosen under 1.25 ms re-timed above it), so it keeps 5%.
+MEASURED_MARGIN = 0.05
 FAMILY_LEVELS = (0.0, 0.3, 0.5)  # a segmenter family's default compression levels (pruned, then fine-tuned)
 
 
@@ -117,7 +120,7 @@ class MeasuredSelection:
         return tuple(front)
 
     def fits(self, result: CandidateResult) -> bool:
-        margin = 0.0 if result.latency_source == "measured" else self.margin
+        margin = min(self.margin, MEASURED_MARGIN) if result.latency_source == "measured" else self.margin
         return result.latency_ms * (1.0 + margin) <= self.budget_ms
 
 
@@ -397,8 +400,8 @@ def _choose(selection: MeasuredSelection, data: Mapping[int | None, EvalData], s
 
         fastest = selection.fastest
         raise NoFeasibleCandidate(
-            f"no candidate meets {selection.budget_ms:g} ms (modeled latencies with a {100 * selection.margin:g}% margin "
-            f"for prediction error): the fastest is {fastest.candidate.label()} at {fastest.latency_ms:.3f} ms "
+            f"no candidate meets {selection.budget_ms:g} ms (with a {100 * selection.margin:g}% margin for prediction "
+            f"error, {100 * MEASURED_MARGIN:g}% for measured noise): the fastest is {fastest.candidate.label()} at {fastest.latency_ms:.3f} ms "
             f"({fastest.latency_source})", fastest)
     return replace(selection, best=results[best], results=tuple(results), measured_now=measured)
 
