@@ -88,9 +88,7 @@ class LmSelection:
     request: LmRequest
 
     def fits(self, c: LmCandidate) -> bool:
-        r = self.request
-        return ((r.first_token_ms is None or c.first_token_ms <= r.first_token_ms)
-                and (r.tokens_per_s is None or c.tokens_per_s >= r.tokens_per_s))
+        return _fits(self.request, c)
 
     def to_json(self) -> dict[str, Any]:
         r = self.request
@@ -98,6 +96,11 @@ class LmSelection:
                 "tokens_per_s": r.tokens_per_s, "input_tokens": r.input_tokens, "new_tokens": NEW_TOKENS},
                 "best": self.best.to_json(), "candidates": [dict(c.to_json(), fits=self.fits(c)) for c in self.candidates],
                 "skipped": list(self.skipped)}
+
+
+def _fits(r: LmRequest, c: LmCandidate) -> bool:
+    return ((r.first_token_ms is None or c.first_token_ms <= r.first_token_ms)
+            and (r.tokens_per_s is None or c.tokens_per_s >= r.tokens_per_s))
 
 
 def _exact_match(lm, prompts, targets, new_tokens: int) -> float:
@@ -151,13 +154,13 @@ def select_lm(request: LmRequest, progress: Progress | None = None) -> LmSelecti
     from edgekit.measured_select import selection_cache_dir
     from edgekit.models.registry import ModelRequest, find_family
     from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, export_bundle, resolve_target
-    from edgekit.search.select import deployment_options, writable
+    from edgekit.search.select import deployment_options
 
     say = progress or (lambda message: None)
     request.check()
     target = resolve_target(request.target, request.target_file)
-    options = deployment_options(target, precision=request.precision, writable_only=True)
-    pairs = list(dict.fromkeys((fmt, o.precision) for o in options for fmt in target.unit(o.unit).formats if writable(fmt)))
+    options = deployment_options(target, precision=request.precision, writable_only=True, all_formats=True)
+    pairs = list(dict.fromkeys((o.format, o.precision) for o in options))
     work = (request.cache_dir or selection_cache_dir()) / f"lm-{target.name}"
     work.mkdir(parents=True, exist_ok=True)
     scores_file = work / "scores.json"
@@ -196,7 +199,7 @@ def select_lm(request: LmRequest, progress: Progress | None = None) -> LmSelecti
         first, rate, speed_source = speeds[key]
         candidates.append(LmCandidate(key[0], key[1], key[2], first, rate, speed_source, accuracy, source, str(out)))
     atomic_write_text(scores_file, json.dumps(scores, indent=1) + "\n")
-    fitting = [c for c in candidates if LmSelection(c, (), (), request).fits(c)]
+    fitting = [c for c in candidates if _fits(request, c)]
     if not fitting:
         from edgekit.search.evolution import NoFeasibleCandidate
 

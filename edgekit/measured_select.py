@@ -27,17 +27,19 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from edgekit.models.registry import ModelRequest, ModelSource, find_family
+from edgekit.runtimes.bundle import read_bundle
 from edgekit.runtimes.errors import UsageError, one_line
 from edgekit.runtimes.files import atomic_write_text
 from edgekit.search.eval_data import EvalData, Metric, get_metric, load_eval_data
-from edgekit.search.select import FIXED_MARGIN, Option, deployment_options
+from edgekit.search.evolution import Budget
+from edgekit.search.select import FIXED_MARGIN, deployment_options
 
 __all__ = ["MeasuredRequest", "MeasuredCandidate", "CandidateResult", "MeasuredSelection", "select_measured",
            "selection_record", "export_choice", "selection_cache_dir"]
@@ -106,7 +108,7 @@ class MeasuredSelection:
     calibration_samples: int
     measured_now: int  # accuracy runs in this call (0 when everything came from the cache)
     exported_now: int
-    fastest: CandidateResult = field(default=None)  # type: ignore[assignment]
+    fastest: CandidateResult
 
     @property
     def front(self) -> tuple[CandidateResult, ...]:
@@ -264,30 +266,18 @@ def _latency(manifest, target_name: str, unit: str) -> tuple[float, str] | None:
     return None
 
 
-def _options(request: MeasuredRequest, target) -> list[Option]:
-    """Every (unit, precision, format) the target runs and edgekit can write here: each of a unit's formats."""
-    from edgekit.pipeline import target_formats
-    from edgekit.search.select import writable
-
-    checked = deployment_options(target, request.unit, request.precision, writable_only=True)  # raises when none
-    units = {o.unit for o in checked}
-    return [Option(o.unit, o.precision, fmt) for o in checked for fmt in target_formats(target)
-            if fmt in target.unit(o.unit).formats and writable(fmt) and o.unit in units]
-
-
 def select_measured(request: MeasuredRequest, progress: Progress | None = None) -> MeasuredSelection:
     """Export, time and score the candidates (see the module docstring); the most accurate one that fits."""
     from edgekit.pipeline import ExportRequest, MeasureConfig, OutputConfig, export_bundle, resolve_target
 
     say = progress or (lambda message: None)
-    if not request.budget_ms > 0:
-        raise UsageError(f"--budget-ms must be > 0, got {request.budget_ms}")
+    Budget(request.budget_ms, None)  # a number > 0, or the one-line error every selection gives
     bad = [level for level in request.levels or () if not 0.0 <= level < 1.0]
     if bad:
         raise UsageError(f"--levels {bad[0]}: a compression level is the fraction of MACs removed, in [0, 1)")
     data = None if request.eval_data is None else load_eval_data(request.eval_data)
     target = resolve_target(request.target, request.target_file)
-    options = _options(request, target)
+    options = deployment_options(target, request.unit, request.precision, writable_only=True, all_formats=True)
     family = find_family(request.model.ref)
     if family.variant is not None:
         raise UsageError(f"--model {request.model.ref}: a language model; select it by generation budget instead")
@@ -341,8 +331,6 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
                     say(f"skipped {fmt} {precision} at level {level:g}: {one_line(exc)}")
                     continue
                 exported += 1
-            from edgekit.runtimes.bundle import read_bundle
-
             manifest = read_bundle(bundle).manifest
             for option in (o for o in options if (o.format, o.precision) == (fmt, precision)):
                 found = _latency(manifest, target.name, option.unit)
@@ -427,7 +415,6 @@ def selection_record(selection: MeasuredSelection, request: MeasuredRequest) -> 
 def export_choice(selection: MeasuredSelection, out: Path, *, force: bool = False) -> Path:
     """Write the chosen candidate's bundle (validated and timed when it was measured) to ``out``, atomically,
     with the selection recorded in the manifest's ``extra.search``; refuses what edgekit did not write."""
-    from edgekit.runtimes.bundle import read_bundle
     from edgekit.runtimes.bundle_writer import BundleWriter
 
     assert selection.best is not None

@@ -64,7 +64,7 @@ def test_choice_is_the_most_accurate_fitting_candidate_and_the_cache_answers_aga
         exhaustive.append(float(np.mean(out.argmax(1) == labels)))
     assert counts["candidates"] == len(exhaustive) == 4  # 2 levels x fp32 x (onnx, tflite)
     assert best["accuracy"] == pytest.approx(max(exhaustive))
-    assert counts["accuracy_measured"] < counts["candidates"] or len(set(exhaustive)) > 1
+    assert counts["accuracy_measured"] < counts["candidates"]  # lazy: the bound spared at least one accuracy run
     # another budget: every file and score comes from the cache
     code, again = _select(capsys, "--eval-data", str(val), "--target", "rpi5", "--budget-ms", "5", "--levels", "0.5",
                           "--precision", "fp32")

@@ -18,7 +18,8 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["out", "err", "emit", "progress", "warn", "table", "human_bytes", "number_range", "PIPE_WIDTH"]
+__all__ = ["out", "err", "emit", "progress", "warn", "table", "human_bytes", "number_range", "PIPE_WIDTH",
+           "plot_axes", "save_plot"]
 
 PIPE_WIDTH = 4096  # columns when stdout is a pipe or a file: tables keep their natural width
 
@@ -145,3 +146,27 @@ def number_range(low: float | None = None, high: float | None = None, *, above: 
         return value
 
     return check
+
+
+def plot_axes() -> tuple[Any, Any]:
+    """A (figure, axes) pair for a front plot on matplotlib's file backend (the ``[plot]`` extra)."""
+    from edgekit.runtimes.errors import require
+
+    matplotlib = require("matplotlib", "plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.5))
+
+
+def save_plot(figure: Any, axes: Any, path: Any) -> None:
+    """The legend, then ``figure`` written to ``path`` as PNG atomically (a temporary file beside it, renamed)."""
+    from pathlib import Path
+
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=120)
+    tmp.replace(path)

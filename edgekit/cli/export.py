@@ -205,9 +205,9 @@ def _metric_name(metric: str | None) -> str:
 def _searchable(model: Optional[str]) -> bool:
     from edgekit.models.registry import DEFAULT_MODEL
 
-    from .select import _has_search_space
+    from edgekit.search.family import has_search_space
 
-    return _has_search_space(model or DEFAULT_MODEL)
+    return has_search_space(model or DEFAULT_MODEL)
 
 
 def _export_measured(request, eval_data: Optional[Path], metric: Optional[str], levels: Optional[str], say):

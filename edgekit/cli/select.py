@@ -7,19 +7,13 @@ from typing import Optional
 
 import typer
 
-from .common import emit, out, progress, table
+from .common import emit, out, plot_axes, progress, save_plot, table
 
 __all__ = ["register"]
 
 
 def _plot(path: Path, data: dict) -> None:
-    from edgekit.runtimes.errors import require
-
-    matplotlib = require("matplotlib", "plot")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plot_axes()
     by_option: dict[str, list] = {}
     for c in data["pareto"]:
         by_option.setdefault(f"{c['unit']}/{c['precision']}", []).append(c)
@@ -33,12 +27,7 @@ def _plot(path: Path, data: dict) -> None:
     axes.set_xlabel(f"predicted latency, ms ({best['latency_source']})")
     axes.set_ylabel("predicted top-1 accuracy, %")
     axes.set_title(f"{data['model']} on {data['target']}: Pareto front")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    save_plot(figure, axes, path)
 
 
 def _accuracy_options(model: str, checkpoint: Path | None, accuracy: Path | None,
@@ -64,13 +53,6 @@ def _accuracy_options(model: str, checkpoint: Path | None, accuracy: Path | None
             raise UsageError(f"--checkpoint {checkpoint} is a supernet of {found}, not of --model {model}")
         model = found
     return model, accuracy if accuracy is not None else predictor
-
-
-def _has_search_space(model: str) -> bool:
-    from edgekit.models.ofa import SPACE_NAMES
-    from edgekit.search.family import registered
-
-    return model in SPACE_NAMES or model in registered()
 
 
 def select_command(
@@ -123,7 +105,9 @@ def select_command(
         return
     if budget_ms is None:
         raise UsageError("pass --budget-ms (or, for a language model, --budget-first-token-ms / --budget-tokens-per-s)")
-    if eval_data is not None or (not supernet and not _has_search_space(model)):  # any model: exported and measured
+    from edgekit.search.family import has_search_space
+
+    if eval_data is not None or (not supernet and not has_search_space(model)):  # any model: exported and measured
         from .select_measured import run_measured
 
         run_measured(model, target, budget_ms, eval_data, metric, levels, unit, precision, margin, input_shape, as_json,

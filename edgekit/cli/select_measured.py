@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from .common import emit, out, progress, table
+from .common import emit, out, plot_axes, progress, save_plot, table
 
 __all__ = ["run_measured", "run_lm", "parse_levels"]
 
@@ -41,13 +41,7 @@ def _sizes(text: Optional[str]) -> tuple[int, ...] | None:
 
 def _plot(path: Path, selection: Any, data: dict[str, Any]) -> None:
     """Every candidate (latency vs measured accuracy), the measured front and the budget line, as PNG."""
-    from edgekit.runtimes.errors import require
-
-    matplotlib = require("matplotlib", "plot")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plot_axes()
     measured = [r for r in selection.results if r.accuracy is not None]
     axes.scatter([r.latency_ms for r in measured], [r.accuracy for r in measured], s=18, label="measured")
     front = selection.front
@@ -57,12 +51,7 @@ def _plot(path: Path, selection: Any, data: dict[str, Any]) -> None:
     axes.set_xlabel(f"latency, ms ({selection.best.latency_source})")
     axes.set_ylabel(f"{selection.metric.name} (measured)")
     axes.set_title(f"{data['model']} on {data['target']}")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    save_plot(figure, axes, path)
 
 
 def run_measured(model: str, target: str, budget_ms: float, eval_data: Optional[Path], metric: Optional[str],

@@ -20,7 +20,8 @@ from edgekit.runtimes.errors import UsageError
 
 from .space import AccuracyModel, SearchSpace
 
-__all__ = ["Searchable", "searchable", "registered", "register_search_space", "default_predictor_path"]
+__all__ = ["Searchable", "searchable", "registered", "has_search_space", "register_search_space",
+           "default_predictor_path"]
 
 _FACTORIES: dict[str, Callable[[], SearchSpace]] = {}
 
@@ -85,6 +86,18 @@ def registered() -> tuple[str, ...]:
     """
     _register_builtins()
     return tuple(_FACTORIES)
+
+
+def has_search_space(model: str) -> bool:
+    """Whether ``--model`` names a search space (a registered family or a once-for-all space name).
+
+    Example:
+        >>> has_search_space("ofa-mbv3"), has_search_space("seg-simple")
+        (True, False)
+    """
+    from edgekit.models.ofa import SPACE_NAMES
+
+    return model in SPACE_NAMES or model in registered()
 
 
 def searchable(model: str | None) -> Searchable:

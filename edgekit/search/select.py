@@ -61,8 +61,16 @@ class Selection:
     margin: float = 0.0  # predicted latency had to fit budget / (1 + margin)
 
 
-def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False) -> list[Option]:
-    """Every (unit, precision, format) to consider, checked against the target's profile."""
+def deployment_options(target, unit: str | None = None, precision: str = "auto", writable_only: bool = False,
+                       all_formats: bool = False) -> list[Option]:
+    """Every (unit, precision, format) to consider, checked against the target's profile: each unit's first
+    format, or with ``all_formats`` each of them (the measured selections export every one).
+
+    Example:
+        >>> from edgekit.targets import load_target
+        >>> [str(o) for o in deployment_options(load_target("rpi5"), precision="fp32", all_formats=True)]
+        ['cpu/fp32/tflite', 'cpu/fp32/onnx']
+    """
     units = [target.unit(unit)] if unit else list(target.units)
     if precision != "auto" and precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r} is not one of auto, {', '.join(PRECISIONS)}")
@@ -74,7 +82,7 @@ def deployment_options(target, unit: str | None = None, precision: str = "auto",
         precisions = u.precisions if precision == "auto" else ((precision,) if precision in u.precisions else ())
         if unit and precision != "auto" and not precisions:
             raise UsageError(f"unit {u.name} of {target.name} does not run {precision}; it runs {', '.join(u.precisions)}")
-        options += [Option(u.name, p, formats[0]) for p in precisions]
+        options += [Option(u.name, p, fmt) for p in precisions for fmt in (formats if all_formats else formats[:1])]
     if not options:
         what = "formats edgekit can write" if writable_only else "options"
         raise UsageError(f"target {target.name} has no {what} for unit {unit or 'any'} at precision {precision}")
