@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.runtimes.errors import ExportError, ValidationError, require
+from edgekit.runtimes.errors import ExportError, ValidationError, one_line, require
 from edgekit.runtimes.session import Session
 from edgekit.runtimes.spec import TensorSpec, random_inputs
 
@@ -106,7 +106,7 @@ def run_example(model, names: Sequence[str], example_inputs: tuple):
             return model(*example_inputs)
     except Exception as exc:
         shapes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(names, example_inputs))
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc)
         raise ExportError(f"input shape {shapes} does not fit the model: {message}") from exc
 
 

@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import InputMismatchError, UsageError
+from .errors import InputMismatchError, UsageError, one_line
 
-__all__ = ["MAX_INPUT_ENV", "DEFAULT_MAX_INPUT_MB", "max_input_bytes", "check_array_bytes", "load_npy"]
+__all__ = ["MAX_INPUT_ENV", "DEFAULT_MAX_INPUT_MB", "max_input_bytes", "check_array_bytes", "load_npy", "load_npz"]
 
 MAX_INPUT_ENV = "EDGEKIT_MAX_INPUT_MB"
 DEFAULT_MAX_INPUT_MB = 1024
@@ -77,7 +77,7 @@ def load_npy(path: str | Path, what: str):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=10000)
             header_end = handle.tell()
     except (ValueError, OSError, SyntaxError) as exc:
-        raise UsageError(f"{what}: {path} is not a readable .npy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        raise UsageError(f"{what}: {path} is not a readable .npy file ({one_line(exc)})") from exc
     if dtype.hasobject:
         raise UsageError(f"{what}: {path} holds Python objects (pickles are refused)")
     size = check_array_bytes(shape, dtype, f"{what}: {path}")
@@ -88,3 +88,38 @@ def load_npy(path: str | Path, what: str):
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise UsageError(f"{what}: {path} is not a readable .npy file ({exc})") from exc
+
+
+def load_npz(path: str | Path, what: str) -> dict:
+    """Every array of one ``.npz`` file (no pickles), after checking the members' uncompressed sizes against
+    :func:`max_input_bytes` (a compressed archive can expand far beyond its file size); UsageError naming
+    ``what`` and the file otherwise.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "d.npz"
+        >>> np.savez(f, x=np.zeros(3))
+        >>> load_npz(f, "--data")["x"].shape
+        (3,)
+    """
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} {path}: no such file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UsageError(f"{what} {path}: not a readable .npz file ({one_line(exc)})") from None
+    limit = max_input_bytes()
+    if expanded > limit:
+        raise UsageError(f"{what} {path}: its arrays expand to {expanded} bytes, more than the {limit} byte limit "
+                         f"(set {MAX_INPUT_ENV} to allow more)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except Exception as exc:  # numpy raises ValueError for pickled members, and others for damaged ones
+        raise UsageError(f"{what} {path}: not a readable .npz file without pickles ({one_line(exc)})") from None

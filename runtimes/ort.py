@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ModelLoadError, UsageError, require
+from .errors import ModelLoadError, UsageError, one_line, require
 from .session import Session
 from .spec import TensorSpec
 
@@ -81,7 +81,7 @@ class OrtSession(Session):
                 str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
             )
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / InvalidGraph
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = one_line(exc)
             raise ModelLoadError(f"{path}: onnxruntime cannot load it: {first}") from exc
         self.path = path
         self.threads = threads

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.errors import UsageError, one_line
 
 from .prune import _tp
 
@@ -71,7 +71,7 @@ def load_pruned(model: nn.Module, path: Path) -> nn.Module:
     try:
         state = torch.load(Path(path), weights_only=True, map_location="cpu")
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc)
         raise UsageError(f"{path}: not a pruned checkpoint that loads without pickled code ({message})") from None
     if not isinstance(state, dict) or {"full_state_dict", "attributions"} - set(state):
         raise UsageError(f"{path}: not a torch-pruning state dict (expected full_state_dict and attributions)")

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.limits import load_npz as read_npz
 
 __all__ = ["SegData", "load_npz", "check_against", "family_scenes"]
 
@@ -42,11 +43,7 @@ def load_npz(path: Path, option: str, *, labels: bool = True) -> SegData:
     """Read and check ``option``'s ``.npz``: ``images`` (and ``labels`` when asked), non-empty, of the
     right rank and dtype, one label map per image, no negative label."""
     where = f"{option} {path}"
-    try:
-        with np.load(Path(path), allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as exc:
-        raise UsageError(f"{where}: not a readable .npz file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    arrays = read_npz(path, option)  # no pickles; the size limit holds for what the archive expands to
     needed = ("images", "labels") if labels else ("images",)
     missing = [key for key in needed if key not in arrays]
     if missing:

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from edgekit.runtimes.errors import UsageError
+from edgekit.runtimes.errors import UsageError, one_line
 
 __all__ = ["PruneResult", "count_macs", "output_layers", "group_roots", "prune_with_rates", "prune_to_macs",
            "MAX_GROUP_RATE"]
@@ -113,7 +113,7 @@ def _naming_layer(model: nn.Module, what: str) -> Iterator[_Tracker]:
     except Exception as exc:
         name = tracker.stack[-1] if tracker.stack else ""
         layer = dict(model.named_modules()).get(name, model)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc)
         raise UsageError(f"{what}: layer {name or 'the top-level forward'!r} ({type(layer).__name__}) failed: "
                          f"{message}") from None
     finally:

@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekit.runtimes.errors import UsageError, one_line
+from edgekit.runtimes.errors import UsageError
 from edgekit.runtimes.formats import import_ref
-from edgekit.runtimes.limits import MAX_INPUT_ENV, max_input_bytes
+from edgekit.runtimes.limits import load_npz
 
 __all__ = ["EvalData", "Metric", "load_eval_data", "get_metric", "METRICS"]
 
@@ -68,16 +68,7 @@ def load_eval_data(path: str | Path, option: str = "--eval-data") -> EvalData:
     """Read and check the ``.npz`` (see the module docstring); one-line UsageError naming the file and array."""
     path = Path(path)
     where = f"{option} {path}"
-    if not path.is_file():
-        raise UsageError(f"{where}: no such file")
-    if path.stat().st_size > max_input_bytes():
-        raise UsageError(f"{where}: {path.stat().st_size} bytes, over the {max_input_bytes()} byte limit "
-                         f"(set {MAX_INPUT_ENV} to allow more)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as exc:
-        raise UsageError(f"{where}: not a readable .npz without pickles ({one_line(exc)})") from None
+    arrays = load_npz(path, option)  # the size limit holds for what the archive expands to
     key = next((k for k in ("inputs", "images") if k in arrays), None)
     if key is None or "labels" not in arrays:
         raise UsageError(f"{where}: expected arrays 'inputs' (or 'images') and 'labels'; it has {sorted(arrays)}")
@@ -86,8 +77,11 @@ def load_eval_data(path: str | Path, option: str = "--eval-data") -> EvalData:
         raise UsageError(f"{where}: {key} shaped {inputs.shape}: expected samples first, at least one")
     if labels.shape[0] != inputs.shape[0]:
         raise UsageError(f"{where}: {len(labels)} labels for {len(inputs)} {key}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return EvalData(np.ascontiguousarray(inputs), labels, path, digest)
+    inputs, labels = np.ascontiguousarray(inputs), np.ascontiguousarray(labels)
+    digest = hashlib.sha256(f"{inputs.shape}{inputs.dtype}{labels.shape}{labels.dtype}".encode())
+    for array in (inputs, labels):  # the data, not the archive's compression
+        digest.update(array.data)
+    return EvalData(inputs, labels, path, digest.hexdigest())
 
 
 def _classes(output: np.ndarray, labels: np.ndarray, where: str, axis: int) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgekit.runtimes.errors import ModelLoadError, UsageError, require
+from edgekit.runtimes.errors import ModelLoadError, UsageError, one_line, require
 
 __all__ = ["PREFIX", "SegformerAdapter", "load_segformer"]
 
@@ -52,7 +52,7 @@ def load_segformer(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         model = transformers.SegformerForSemanticSegmentation.from_pretrained(str(directory), local_files_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise ModelLoadError(f"{PREFIX}{directory}: transformers cannot load it as {ARCHITECTURE}: {first}") from exc
     config = model.config
     info = {"model": f"{PREFIX}{directory}", "architecture": ARCHITECTURE, "num_labels": int(config.num_labels),

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekit.runtimes.errors import ExportError, ModelLoadError, UsageError, require
+from edgekit.runtimes.errors import ExportError, ModelLoadError, UsageError, one_line, require
 
 from .graphs import Seq2SeqParts, _flat, _pairs
 from .layers import NEG
@@ -259,7 +259,7 @@ def hf_parts(directory: Path) -> tuple[Seq2SeqParts, dict[str, Any]]:
     try:
         model = cls.from_pretrained(str(directory), local_files_only=True).eval()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise ModelLoadError(f"hf:{directory}: transformers cannot load it: {first}") from exc
     c = model.config
     if family == "t5":
