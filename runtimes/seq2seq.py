@@ -22,7 +22,6 @@ from .errors import BundleError, InputMismatchError, UsageError
 from .generate import DraftStats, GenerationConfig, generate_tokens, greedy_with_input_draft
 from .loading import load_graph
 from .session import Session
-from .spec import TensorSpec
 
 __all__ = ["open_bundle", "LMSession", "Seq2SeqSession", "as_batch"]
 
@@ -320,9 +319,11 @@ class _StaticSeq2SeqStepper:
         self.decoder, self.mask = session.decoder, np.pad(mask, pad)
         self.cross = session.encoder.run({"input_ids": ids, "attention_mask": self.mask})
         self.past_names = session.past_names
-        slots = session.decoder.inputs[3].shape[1:]
-        self.cache = {name: np.zeros((ids.shape[0], *slots), np.float32) for name in self.past_names}
+        cache_shape = session.decoder.inputs[3].shape[1:]  # (heads, slots, head_dim)
+        self.slots = int(cache_shape[1])
+        self.cache = {name: np.zeros((ids.shape[0], *cache_shape), np.float32) for name in self.past_names}
         self.position = 0
+        self.first = True
 
     def expand(self, n: int) -> None:
         self.mask = np.repeat(self.mask, n, axis=0)
@@ -331,15 +332,16 @@ class _StaticSeq2SeqStepper:
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.ascontiguousarray(tokens, np.int64)
-        slots = next(iter(self.cache.values())).shape[2]
-        if self.position + tokens.shape[1] > slots:
+        if self.position + tokens.shape[1] > self.slots:
             raise InputMismatchError(f"decoder: {self.position + tokens.shape[1]} positions but this static-shape "
-                                     f"bundle's KV cache holds {slots} (lower max_new_tokens)")
+                                     f"bundle's KV cache holds {self.slots} (lower max_new_tokens)")
         logits = []
         for column in range(tokens.shape[1]):
-            out = self.decoder.run({"decoder_input_ids": tokens[:, column : column + 1],
-                                    "cache_position": np.full((tokens.shape[0], 1), self.position, np.int64),
-                                    "encoder_attention_mask": self.mask, **self.cache, **self.cross})
+            feeds = {"decoder_input_ids": tokens[:, column : column + 1],
+                     "cache_position": np.full((tokens.shape[0], 1), self.position, np.int64),
+                     "encoder_attention_mask": self.mask, **self.cache, **self.cross}
+            out = self.decoder.run(feeds) if self.first else self.decoder._run(feeds)  # inputs were checked once
+            self.first = False
             for name in self.past_names:
                 self.cache[name][:, :, self.position] = out[name.replace("past_", "new_", 1)][:, :, 0]
             self.position += 1
