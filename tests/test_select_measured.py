@@ -163,3 +163,17 @@ def test_resolutions_are_candidates_and_a_fixed_size_model_is_refused(val, cache
                  "--resolutions", "24"])
     err = capsys.readouterr().err
     assert code == 2 and "--resolutions 24: the model cannot take a 24x24 input" in err
+
+
+def test_a_measured_latency_keeps_a_noise_margin():
+    """Regression (benchmarks/select_any.py): a choice measured at 1.226 ms under a 1.25 ms budget re-timed above it;
+    a measured latency now fits only with 5% to spare, a modeled one with the selection's margin."""
+    from edgekit.measured_select import CandidateResult, MeasuredCandidate, MeasuredSelection
+    from edgekit.search.eval_data import get_metric
+
+    def result(ms: float, source: str) -> CandidateResult:
+        return CandidateResult(MeasuredCandidate(0.0, "cpu", "fp32", "onnx"), ms, source)
+
+    selection = MeasuredSelection(None, (), 1.25, 0.1, get_metric("top1"), 10, 0, 0, 0, result(1.0, "measured"))
+    assert not selection.fits(result(1.226, "measured")) and selection.fits(result(1.19, "measured"))
+    assert not selection.fits(result(1.19, "modeled")) and selection.fits(result(1.13, "modeled"))
