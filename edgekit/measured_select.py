@@ -144,28 +144,51 @@ def _source_key(source: ModelSource) -> str:
     return digest.hexdigest()[:20]
 
 
-def _pruned(source: ModelSource, level: float, finetune_steps: int) -> ModelSource:
-    """``source`` with ``level`` of its MACs removed by structured pruning (torch-pruning), then, for a segmenter
-    family with its own training scenes, ``finetune_steps`` of distillation from the dense model."""
+def _pruned(source: ModelSource, level: float, finetune_steps: int, name: str | None = None) -> ModelSource:
+    """``source`` with ``level`` of its MACs removed by structured pruning (torch-pruning). A segmenter family
+    with its own training scenes: the shipped level of built-in ``name`` when one matches (fine-tuned on a GPU),
+    else pruned as ``edgekit compress`` prunes and fine-tuned for ``finetune_steps`` with distillation."""
+    from edgekit.compress.allocation import DEFAULT_ALLOCATION
+    from edgekit.compress.levels import shipped_level
     from edgekit.compress.prune import prune_to_macs
-
     from edgekit.compress.run import SPEED_ROUND_TO
 
-    pruned = prune_to_macs(source.graph.module, source.graph.example_inputs[0], level,  # a pruned copy
-                           round_to=SPEED_ROUND_TO).model
-    if source.task == "segmentation" and source.data.held_out is not None and finetune_steps > 0:
+    module, example = source.graph.module, source.graph.example_inputs[0]
+    own_scenes = source.task == "segmentation" and source.data.held_out is not None
+    shipped = shipped_level(name, level, DEFAULT_ALLOCATION, SPEED_ROUND_TO) if own_scenes else None
+    if shipped is not None:
+        pruned = shipped[0]
+    elif own_scenes:
         import torch
 
         from edgekit.compress.data import family_scenes
         from edgekit.compress.finetune import FinetuneConfig, finetune
         from edgekit.compress.run import TRAIN_SCENES
+        from edgekit.compress.train_levels import prune_level
 
-        size = int(source.graph.example_inputs[0].shape[-1])
-        train = family_scenes(TRAIN_SCENES, size, "train")
-        finetune(pruned, source.graph.module, torch.from_numpy(train.images), torch.from_numpy(train.labels),
-                 FinetuneConfig(finetune_steps, lr=3e-3))
+        pruned = prune_level(module, example, level, DEFAULT_ALLOCATION, SPEED_ROUND_TO)[0].model
+        if finetune_steps > 0:
+            train = family_scenes(TRAIN_SCENES, int(example.shape[-1]), "train")
+            finetune(pruned, module, torch.from_numpy(train.images), torch.from_numpy(train.labels),
+                     FinetuneConfig(finetune_steps, lr=3e-3))
+    else:
+        pruned = prune_to_macs(module, example, level, round_to=SPEED_ROUND_TO).model  # a pruned copy
     graph = replace(source.graph, module=pruned.eval())
     return replace(source, graphs={graph.name: graph}, name=f"{source.name}-pruned{round(100 * level)}")
+
+
+def _level_key(request: MeasuredRequest, source: ModelSource, level: float) -> str:
+    """How a level was made, for its cached bundles' names: fine-tuning steps, or the shipped level's file hash."""
+    if not level or source.task != "segmentation":
+        return ""
+    from edgekit.compress.allocation import DEFAULT_ALLOCATION
+    from edgekit.compress.levels import find_level, level_path, weights_sha256
+    from edgekit.compress.run import SPEED_ROUND_TO
+
+    name = request.model.ref
+    if source.data.held_out is not None and name and find_level(name, level, DEFAULT_ALLOCATION, SPEED_ROUND_TO):
+        return f"-shipped{weights_sha256(level_path(name, level))[:8]}"
+    return f"-ft{request.finetune_steps}"
 
 
 def _nearest(array: np.ndarray, size: int) -> np.ndarray:
@@ -310,12 +333,12 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
         base = _at_resolution(family, request, source, size)
         level_source = base if level == 0 else None
         for fmt, precision in dict.fromkeys((o.format, o.precision) for o in options):
-            tuned = f"-ft{request.finetune_steps}" if level and source.task == "segmentation" else ""
+            tuned = _level_key(request, source, level)
             bundle = work / f"L{round(1000 * level)}{tuned}{f'-r{size}' if size else ''}-{fmt}-{precision}"
             if not (bundle / "manifest.json").is_file():
                 if level_source is None:
                     say(f"pruning {100 * level:.0f}% of the MACs")
-                    level_source = _pruned(base, level, request.finetune_steps)
+                    level_source = _pruned(base, level, request.finetune_steps, request.model.ref)
                 say(f"exporting {MeasuredCandidate(level, '-', precision, fmt, size).label()}")
                 try:
                     export_bundle(ExportRequest(

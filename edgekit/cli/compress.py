@@ -16,11 +16,12 @@ __all__ = ["register"]
 def compress_command(
     model: Optional[str] = typer.Option("seg-simple", "--model", "-m", help="seg-simple (its own data), or path/to/file.py:factory / package.module:factory with --eval-data."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Structured pruning: fraction of MACs to remove, in (0, 1), e.g. 0.5."),
-    allocation: str = typer.Option("uniform", "--allocation", help="Per-layer rates: uniform | sensitivity (measured per layer group)."),
+    allocation: Optional[str] = typer.Option(None, "--allocation", help="Per-layer rates: uniform | sensitivity (measured per layer group); default: edgekit.compress.allocation.DEFAULT_ALLOCATION."),
     sparsity: Optional[str] = typer.Option(None, "--sparsity", help="N:M semi-structured sparsity, e.g. 2:4 (masks kept during fine-tuning)."),
     magnitude: Optional[float] = typer.Option(None, "--magnitude", help="Gradual magnitude pruning to this weight sparsity, in (0, 1), on the cubic schedule."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 | fp16: the pipeline's variant of the compressed model."),
-    finetune_steps: int = typer.Option(100, "--finetune-steps", help="Distillation fine-tuning steps after pruning / sparsity (0: none)."),
+    finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", help="Distillation fine-tuning steps after pruning / sparsity (0: none; default 100, none after a shipped level)."),
+    from_dense: bool = typer.Option(False, "--from-dense", help="Prune and fine-tune here even when a shipped, GPU-fine-tuned level of a built-in matches."),
     max_drop: float = typer.Option(1.0, "--max-drop", callback=number_range(0), help="Fail if the written model loses more mIoU points than this vs dense."),
     allow_drop: bool = typer.Option(False, "--allow-drop", help="Write the bundle even past --max-drop."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help=".npz with images (N, C, H, W) float32 and labels (N, H, W) int: mIoU of every step."),
@@ -38,10 +39,10 @@ def compress_command(
     from edgekit.compress.run import CompressRequest, compress
 
     request = CompressRequest(
-        out=out_dir, model=model, target=target, target_file=target_file, prune=prune, allocation=allocation,
+        out=out_dir, model=model, target=target, target_file=target_file, prune=prune,
         sparsity=sparsity, magnitude=magnitude, quantize=quantize, finetune_steps=finetune_steps, max_drop=max_drop,
         allow_drop=allow_drop, eval_data=eval_data, calib_data=calib_data, train_data=train_data, runs=bench_runs,
-        seed=seed, force=force)
+        seed=seed, force=force, from_dense=from_dense, **({"allocation": allocation} if allocation else {}))
     with progress(not as_json) as say:
         report = compress(request, progress=say)
     from edgekit.runtimes.bundle import read_bundle

@@ -26,9 +26,10 @@ from torch import nn
 from .finetune import distill_loss
 from .prune import PruneResult, group_roots, prune_to_macs, prune_with_rates
 
-__all__ = ["ALLOCATIONS", "group_sensitivity", "rank_weights", "allocate_and_prune"]
+__all__ = ["ALLOCATIONS", "DEFAULT_ALLOCATION", "group_sensitivity", "rank_weights", "allocate_and_prune"]
 
 ALLOCATIONS = ("uniform", "sensitivity")
+DEFAULT_ALLOCATION = "uniform"
 
 
 def group_sensitivity(model: nn.Module, example: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None,

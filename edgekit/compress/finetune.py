@@ -43,6 +43,8 @@ class FinetuneConfig:
     temperature: float = 2.0
     alpha: float = 0.5  # weight of the distillation term; 1 - alpha weighs the labels' cross-entropy
     seed: int = 0
+    device: str = "cpu"  # "cuda": images, teacher and student move there, steps run under bf16 autocast
+    flip: bool = False  # random horizontal flips of image batches (and their label maps)
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None, *,
@@ -83,7 +85,10 @@ def finetune(student: nn.Module, teacher: nn.Module, images: torch.Tensor, label
     batches; returns the losses. The
     masks (if any) are applied before the first step and after every step."""
     generator = torch.Generator().manual_seed(config.seed)
-    teacher = teacher.eval()
+    device, cuda = torch.device(config.device), config.device.startswith("cuda")
+    teacher, images = teacher.eval().to(device), images.to(device)
+    labels = None if labels is None else labels.to(device)
+    student.to(device)
     optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1))  # decays to 0
     current = _masks(masks, student, 0)
@@ -92,12 +97,18 @@ def finetune(student: nn.Module, teacher: nn.Module, images: torch.Tensor, label
     losses = []
     student.train()
     for step in range(1, config.steps + 1):
-        index = torch.randint(0, len(images), (min(config.batch, len(images)),), generator=generator)
-        batch = images[index]
-        with torch.no_grad():
-            target = teacher(batch)
-        loss = distill_loss(student(batch), target, None if labels is None else labels[index],
-                            temperature=config.temperature, alpha=config.alpha)
+        index = torch.randint(0, len(images), (min(config.batch, len(images)),), generator=generator).to(device)
+        batch, batch_labels = images[index].float(), None if labels is None else labels[index].long()
+        if config.flip:
+            flip = (torch.rand(len(index), generator=generator) < 0.5).to(device)
+            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+            if batch_labels is not None and batch_labels.dim() == 3:
+                batch_labels = torch.where(flip[:, None, None], batch_labels.flip(-1), batch_labels)
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            with torch.no_grad():
+                target = teacher(batch)
+            loss = distill_loss(student(batch).float(), target.float(), batch_labels,
+                                temperature=config.temperature, alpha=config.alpha)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -106,5 +117,6 @@ def finetune(student: nn.Module, teacher: nn.Module, images: torch.Tensor, label
         if current:
             apply_masks(student, current)
         losses.append(float(loss.detach()))
-    student.eval()
+    student.eval().cpu()
+    teacher.cpu()
     return losses

@@ -30,6 +30,7 @@ import numpy as np
 
 from edgekit.runtimes.errors import UsageError, ValidationError
 
+from .allocation import DEFAULT_ALLOCATION
 from .data import SegData, check_against, family_scenes, load_npz
 from .report import CompressReport, StepReport
 from .sparsity import check_ratio, parse_pattern
@@ -42,6 +43,7 @@ QUANTIZE = ("int8", "fp16")
 # 1 thread: 2.65 ms vs 3.23 ms unrounded, dense 3.32) but, with uniform rates, cut the 16-channel stem to 8 and lost
 # accuracy after the same fine-tuning (300 steps: 36.6 vs 43.5 mIoU at 50%, 37.3 vs 53.4 at 30%).
 SPEED_ROUND_TO: int | None = None
+DEFAULT_FINETUNE_STEPS = 100
 SCENE_FAMILIES = ("seg-", "hf-seg:")  # references whose default data are the procedural scenes
 EVAL_SCENES, TRAIN_SCENES, CALIB_SCENES = 64, 256, 32
 
@@ -55,11 +57,12 @@ class CompressRequest:
     target: str | None = "host"
     target_file: Path | None = None
     prune: float | None = None  # fraction of MACs to remove (structured channels)
-    allocation: str = "uniform"  # or "sensitivity"
+    allocation: str = DEFAULT_ALLOCATION  # "uniform" or "sensitivity"
     sparsity: str | None = None  # "N:M"
     magnitude: float | None = None  # final unstructured sparsity, raised gradually during fine-tuning
     quantize: str | None = None  # "int8" | "fp16"
-    finetune_steps: int = 100
+    finetune_steps: int | None = None  # None: DEFAULT_FINETUNE_STEPS, or none after a shipped level
+    from_dense: bool = False  # prune and fine-tune here even when a shipped level matches
     max_drop: float = 1.0
     allow_drop: bool = False
     eval_data: Path | None = None
@@ -87,7 +90,7 @@ class CompressRequest:
             raise UsageError(f"--allocation {self.allocation}: expected one of {', '.join(ALLOCATIONS)}")
         if self.quantize is not None and self.quantize not in QUANTIZE:
             raise UsageError(f"--quantize {self.quantize}: expected one of {', '.join(QUANTIZE)}")
-        if self.finetune_steps < 0:
+        if self.finetune_steps is not None and self.finetune_steps < 0:
             raise UsageError(f"--finetune-steps {self.finetune_steps}: expected a whole number >= 0")
         if self.max_drop < 0:
             raise UsageError(f"--max-drop {self.max_drop:g}: expected mIoU points >= 0")
@@ -101,6 +104,13 @@ class CompressRequest:
         return {"model": self.model, "prune": self.prune, "allocation": self.allocation if self.prune else None,
                 "sparsity": self.sparsity, "magnitude": self.magnitude, "quantize": self.quantize,
                 "finetune_steps": self.finetune_steps, "max_drop": self.max_drop, "seed": self.seed}
+
+
+def _finetune_steps(request: CompressRequest, shipped: bool) -> int:
+    """Fine-tuning steps to run: as asked, else none after a shipped (already fine-tuned) level, else the default."""
+    if request.finetune_steps is not None:
+        return request.finetune_steps
+    return 0 if shipped else DEFAULT_FINETUNE_STEPS
 
 
 @dataclass(frozen=True)
@@ -124,8 +134,8 @@ def _load_data(request: CompressRequest, sample_shape: tuple, num_classes: int) 
         train = load_npz(request.train_data, "--train-data")
     elif request.scenes:
         train = family_scenes(TRAIN_SCENES, size, "train", request.seed)
-    elif request.finetune_steps > 0 and (request.prune or request.sparsity or request.magnitude):
-        raise UsageError(f"--model {ref}: --finetune-steps {request.finetune_steps} needs --train-data F.npz "
+    elif _finetune_steps(request, shipped=False) > 0 and (request.prune or request.sparsity or request.magnitude):
+        raise UsageError(f"--model {ref}: --finetune-steps {_finetune_steps(request, shipped=False)} needs --train-data F.npz "
                          "(images, labels), or pass --finetune-steps 0")
     calib = None
     if request.calib_data is not None:
@@ -258,10 +268,24 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
     from .segformer import is_segformer, prune_segformer_to_macs
     from .sparsity import apply_masks, magnitude_masks, mask_sparsity, nm_masks
 
+    from .levels import shipped_level
+
     torch.manual_seed(request.seed)
     images, labels = _tensors(steps.data.train)
     model = dense
-    if request.prune is not None:
+    round_to = parse_pattern(request.sparsity)[1] if request.sparsity else SPEED_ROUND_TO
+    level = None
+    if request.prune is not None and not (request.from_dense or request.sparsity or request.magnitude):
+        level = shipped_level(request.model, request.prune, request.allocation, round_to)
+    finetune_steps = _finetune_steps(request, shipped=level is not None)
+    if level is not None:
+        model, shipped = level
+        steps.say(f"pruned {request.prune:.0%} of the MACs: shipped level {shipped['file']} "
+                  f"({shipped['finetune']['steps']} fine-tuning steps; --from-dense prunes here instead)")
+        steps.record.update(macs_removed=shipped["macs_removed"], round_to=shipped["round_to"], shipped_level={
+            key: shipped[key] for key in ("file", "training_command", "finetune", "val")})
+        steps.measure("pruned + fine-tuned (shipped level)", model)
+    elif request.prune is not None:
         steps.say(f"pruning {request.prune:.0%} of the MACs ({request.allocation} rates)")
         probe = images[:16] if images is not None else torch.from_numpy(steps.data.eval.images[:16])
         probe_labels = labels[:16] if labels is not None else None
@@ -273,7 +297,7 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
         else:
             result, sensitivity = allocate_and_prune(
                 dense, steps.example, request.prune, request.allocation, images=probe, labels=probe_labels,
-                round_to=parse_pattern(request.sparsity)[1] if request.sparsity else SPEED_ROUND_TO)
+                round_to=round_to)
         model = result.model
         steps.record.update(macs_removed=result.removed, rates=dict(result.rates), round_to=result.round_to,
                             **({"sensitivity": sensitivity} if sensitivity else {}))
@@ -290,25 +314,25 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
         steps.measure(f"sparsified {n}:{m}", model)
     if request.magnitude is not None:
         steps.record.update(magnitude=request.magnitude, schedule="cubic (Zhu & Gupta)")
-        if request.finetune_steps == 0:
+        if finetune_steps == 0:
             model = copy.deepcopy(model)
             masks = magnitude_masks(model, request.magnitude)
             apply_masks(model, masks)
             steps.record.update(weight_sparsity=mask_sparsity(masks))
             steps.measure(f"magnitude {request.magnitude:.0%}", model)
         else:
-            masks = gradual_masks(request.magnitude, request.finetune_steps)
-    if request.finetune_steps > 0 and (model is not dense or masks is not None):  # magnitude alone: masks only
+            masks = gradual_masks(request.magnitude, finetune_steps)
+    if finetune_steps > 0 and (model is not dense or masks is not None):  # magnitude alone: masks only
         assert images is not None, "checked by _load_data"
-        steps.say(f"fine-tuning {request.finetune_steps} steps with distillation from the dense model")
+        steps.say(f"fine-tuning {finetune_steps} steps with distillation from the dense model")
         model = copy.deepcopy(model)
         losses = finetune(model, dense, images, labels,
-                          FinetuneConfig(request.finetune_steps, batch=request.batch, lr=request.lr, seed=request.seed),
+                          FinetuneConfig(finetune_steps, batch=request.batch, lr=request.lr, seed=request.seed),
                           masks)
-        final_masks = masks(model, request.finetune_steps) if callable(masks) else masks
+        final_masks = masks(model, finetune_steps) if callable(masks) else masks
         if final_masks:
             steps.record.update(weight_sparsity=mask_sparsity(final_masks))
-        steps.record.update(finetune={"steps": request.finetune_steps, "loss_first": losses[0], "loss_last": losses[-1],
+        steps.record.update(finetune={"steps": finetune_steps, "loss_first": losses[0], "loss_last": losses[-1],
                                       "lr": request.lr, "batch": request.batch})
         steps.measure("fine-tuned" + (f" + magnitude {request.magnitude:.0%}" if request.magnitude else ""), model)
     steps.model = model
