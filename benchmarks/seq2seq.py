@@ -380,6 +380,18 @@ def _block_cost(bundle: Path, past: int = 32, block: int = 9, runs: int = 20) ->
             "ratio": round(ms[block] / ms[1], 2)}
 
 
+def _task_scores(lms: dict, seed: int, count: int, length: int = 64) -> dict:
+    """On ``count`` held-out copy-task lines of ``length`` source tokens, greedy to eos: each precision's exact
+    match with the clean line and its token agreement with fp32 (the int8 goal's measure, on task inputs)."""
+    from edgekit.tools.train_t5_copy import CopyTask, decode, heldout
+
+    pairs = heldout(CopyTask(seed=seed), count, length)
+    outputs = {p: [lm.generate([ids], max_new_tokens=length + 8)[0].tolist() for ids, _ in pairs] for p, lm in lms.items()}
+    return {"source_tokens": length, "examples": count, **{p: {
+        "exact_match": round(sum(decode(o) == clean for o, (_, clean) in zip(out, pairs)) / count, 4),
+        "token_agreement_fp32": _agreement(out, outputs["fp32"])} for p, out in outputs.items()}}
+
+
 def part_c(args) -> dict:
     """T5-small / flan-T5-base size, random init re-initialised as part (a) or a trained model (``--model``):
     edgekit fp32 / int8 / fp16 / fp32 + draft / int8 + draft vs Optimum fp32 vs HF eager at 16 and 128 input
@@ -435,7 +447,8 @@ def part_c(args) -> dict:
     if optimum is not None:
         optimum.close()
     block = {p: _block_cost(work / p) for p in ("fp32", "int8")}
-    return {"size": args.size, "config": config, "model": trained or "random init (normal, std 0.3), seed 0",
+    task = _task_scores(lms, trained["seed"], args.task_examples) if trained else None
+    return {"task_scores": task, "size": args.size, "config": config, "model": trained or "random init (normal, std 0.3), seed 0",
             "inputs": "held-out copy-task lines (edgekit/tools/train_t5_copy.py)" if trained else "random token ids",
             "parameters": sum(p.numel() for p in model.parameters()),
             "inputs_per_length": args.inputs_c, "new_tokens": NEW_TOKENS, "threads": 1, "variants": variants,
@@ -466,6 +479,12 @@ def _print_c(c: dict) -> None:
     for p, b in c["verify_block_cost"].items():
         print(f"{p} decoder call after {b['past']} cached: 1 token {b['ms_1_token']:.2f} ms, 9 tokens "
               f"{b['ms_9_tokens']:.2f} ms ({b['ratio']:.2f}x): a draft of 8 fully accepted makes 9 tokens for that")
+    task = c.get("task_scores")
+    if task:
+        print(f"task: {task['examples']} held-out lines of {task['source_tokens']} source tokens, greedy to eos")
+        for p in ("fp32", "int8", "fp16"):
+            print(f"  {p}: exact match {100 * task[p]['exact_match']:.1f}%, token agreement with fp32 "
+                  f"{100 * task[p]['token_agreement_fp32']:.2f}%")
 
 
 def _print_a(a: dict) -> None:
@@ -506,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs-c", type=int, default=2)
     parser.add_argument("--model", type=Path, default=None,
                         help="part (c) on this trained model (edgekit/tools/train_t5_copy.py --out DIR) and its task's inputs")
+    parser.add_argument("--task-examples", type=int, default=200, help="with --model: held-out lines scored per precision")
     parser.add_argument("--optimum-python", default="/tmp/optimum-venv/bin/python")
     parser.add_argument("--no-optimum", dest="optimum", action="store_false")
     parser.add_argument("--optimum-serve", metavar="MODEL_DIR", help=argparse.SUPPRESS)

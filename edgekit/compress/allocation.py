@@ -29,7 +29,9 @@ from .prune import PruneResult, group_roots, prune_to_macs, prune_with_rates
 __all__ = ["ALLOCATIONS", "DEFAULT_ALLOCATION", "group_sensitivity", "rank_weights", "allocate_and_prune"]
 
 ALLOCATIONS = ("uniform", "sensitivity")
-DEFAULT_ALLOCATION = "uniform"
+# Sensitivity rates kept more accuracy at every budget measured on seg-simple (50% MACs, channels in 8s, the
+# same 2000 GPU fine-tuning steps: 58.3 vs 54.9 val mIoU, dense 59.6; 300 host steps unrounded: 49.6 vs 43.5).
+DEFAULT_ALLOCATION = "sensitivity"
 
 
 def group_sensitivity(model: nn.Module, example: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None,

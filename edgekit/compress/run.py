@@ -39,10 +39,11 @@ __all__ = ["CompressRequest", "compress", "QUANTIZE", "SCENE_FAMILIES"]
 
 Progress = Callable[[str], None]
 QUANTIZE = ("int8", "fp16")
-# Channel counts are not rounded by default. Rounding to multiples of 8 ran faster (seg-simple at 256x256, 50% MACs,
-# 1 thread: 2.65 ms vs 3.23 ms unrounded, dense 3.32) but, with uniform rates, cut the 16-channel stem to 8 and lost
-# accuracy after the same fine-tuning (300 steps: 36.6 vs 43.5 mIoU at 50%, 37.3 vs 53.4 at 30%).
-SPEED_ROUND_TO: int | None = None
+# Kept channel counts are multiples of 8: onnxruntime's blocked (NCHWc) convolution kernels need them, and
+# seg-simple at 50% MACs with uneven counts (11, 22, 45...) ran slower than dense (0.335 vs 0.294 ms at 64 px,
+# 1 thread) while multiples of 8 ran 1.7-1.9x faster (0.14-0.17 ms). Groups of <= 16 channels stay whole (see
+# prune_to_macs), which kept the accuracy that rounding had cost (the 16-channel stage cut to 8: -7 mIoU points).
+SPEED_ROUND_TO: int | None = 8
 DEFAULT_FINETUNE_STEPS = 100
 SCENE_FAMILIES = ("seg-", "hf-seg:")  # references whose default data are the procedural scenes
 EVAL_SCENES, TRAIN_SCENES, CALIB_SCENES = 64, 256, 32
@@ -57,7 +58,7 @@ class CompressRequest:
     target: str | None = "host"
     target_file: Path | None = None
     prune: float | None = None  # fraction of MACs to remove (structured channels)
-    allocation: str = DEFAULT_ALLOCATION  # "uniform" or "sensitivity"
+    allocation: str | None = None  # "uniform" | "sensitivity"; None: DEFAULT_ALLOCATION (a SegFormer: uniform)
     sparsity: str | None = None  # "N:M"
     magnitude: float | None = None  # final unstructured sparsity, raised gradually during fine-tuning
     quantize: str | None = None  # "int8" | "fp16"
@@ -86,7 +87,7 @@ class CompressRequest:
             raise UsageError("pass --sparsity N:M or --magnitude S, not both")
         if self.sparsity is not None:
             parse_pattern(self.sparsity)
-        if self.allocation not in ALLOCATIONS:
+        if self.allocation is not None and self.allocation not in ALLOCATIONS:
             raise UsageError(f"--allocation {self.allocation}: expected one of {', '.join(ALLOCATIONS)}")
         if self.quantize is not None and self.quantize not in QUANTIZE:
             raise UsageError(f"--quantize {self.quantize}: expected one of {', '.join(QUANTIZE)}")
@@ -273,33 +274,34 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
     torch.manual_seed(request.seed)
     images, labels = _tensors(steps.data.train)
     model = dense
+    allocation = request.allocation or ("uniform" if is_segformer(dense) else DEFAULT_ALLOCATION)
     round_to = parse_pattern(request.sparsity)[1] if request.sparsity else SPEED_ROUND_TO
     level = None
     if request.prune is not None and not (request.from_dense or request.sparsity or request.magnitude):
-        level = shipped_level(request.model, request.prune, request.allocation, round_to)
+        level = shipped_level(request.model, request.prune, allocation, round_to)
     finetune_steps = _finetune_steps(request, shipped=level is not None)
     if level is not None:
         model, shipped = level
         steps.say(f"pruned {request.prune:.0%} of the MACs: shipped level {shipped['file']} "
                   f"({shipped['finetune']['steps']} fine-tuning steps; --from-dense prunes here instead)")
-        steps.record.update(macs_removed=shipped["macs_removed"], round_to=shipped["round_to"], shipped_level={
+        steps.record.update(macs_removed=shipped["macs_removed"], allocation=allocation, round_to=shipped["round_to"], shipped_level={
             key: shipped[key] for key in ("file", "training_command", "finetune", "val")})
         steps.measure("pruned + fine-tuned (shipped level)", model)
     elif request.prune is not None:
-        steps.say(f"pruning {request.prune:.0%} of the MACs ({request.allocation} rates)")
+        steps.say(f"pruning {request.prune:.0%} of the MACs ({allocation} rates)")
         probe = images[:16] if images is not None else torch.from_numpy(steps.data.eval.images[:16])
         probe_labels = labels[:16] if labels is not None else None
         if is_segformer(dense):  # whole attention heads and MLP widths: channel pruning would split heads
-            if request.allocation != "uniform":
-                raise UsageError(f"--allocation {request.allocation}: a SegFormer is pruned by heads and MLP widths at "
+            if allocation != "uniform":
+                raise UsageError(f"--allocation {allocation}: a SegFormer is pruned by heads and MLP widths at "
                                  "one ratio (uniform)")
             result, sensitivity = prune_segformer_to_macs(dense, steps.example, request.prune), None
         else:
             result, sensitivity = allocate_and_prune(
-                dense, steps.example, request.prune, request.allocation, images=probe, labels=probe_labels,
+                dense, steps.example, request.prune, allocation, images=probe, labels=probe_labels,
                 round_to=round_to)
         model = result.model
-        steps.record.update(macs_removed=result.removed, rates=dict(result.rates), round_to=result.round_to,
+        steps.record.update(macs_removed=result.removed, allocation=allocation, rates=dict(result.rates), round_to=result.round_to,
                             **({"sensitivity": sensitivity} if sensitivity else {}))
         steps.measure("pruned", model)
     masks: Any = None
