@@ -89,3 +89,23 @@ def test_compress_starts_from_a_matching_level_and_records_it(weights_dir, tmp_p
     again = compress(CompressRequest(out=tmp_path / "b2", prune=0.5, runs=2, allow_drop=True, from_dense=True,
                                      finetune_steps=0))
     assert [row.step for row in again.steps] == ["dense", "pruned"]
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5])
+def test_shipped_levels_match_the_defaults_and_keep_the_accuracy(ratio):
+    from edgekit.compress.data import family_scenes
+    from edgekit.models.seg.metrics import confusion_matrix, score_confusion
+
+    found = levels.shipped_level("seg-simple", ratio, DEFAULT_ALLOCATION, SPEED_ROUND_TO)
+    assert found is not None, "the shipped level must match compress's defaults (else compress prunes on the host)"
+    model, record = found
+    val = family_scenes(64, 64, "val")
+
+    def miou(net) -> float:
+        with torch.no_grad():
+            pred = net(torch.from_numpy(val.images)).argmax(1).numpy()
+        return score_confusion(confusion_matrix(pred, val.labels, 8), len(val)).miou
+
+    dense, _ = load_builtin("seg-simple")
+    assert abs(record["macs_removed"] - ratio) <= 0.02 and all(w % 8 == 0 for w in record["widths"][:-1])
+    assert miou(model) >= miou(dense.float()) - 0.01  # within a point of dense on these scenes (50%: +0.2 measured)
