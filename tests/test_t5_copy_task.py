@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import difflib
 
+import pytest
+
 import numpy as np
 
 from edgekit.tools.train_t5_copy import T5_COPY_CONFIG, CopyTask, _batch, _curriculum, decode, encode, heldout
@@ -42,3 +44,23 @@ def test_heldout_inputs_have_the_asked_length_and_differ_from_training_batches()
 def test_curriculum_grows_to_the_longest_line_by_half_the_steps():
     assert _curriculum(0, 100, 160) == 24
     assert _curriculum(50, 100, 160) == _curriculum(99, 100, 160) == 160
+
+
+def test_previous_token_init_points_two_heads_at_the_previous_position():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from edgekit.tools.train_t5_copy import previous_token_init
+
+    config = transformers.T5Config(vocab_size=260, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
+                                   num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config._attn_implementation = "eager"  # returns attention weights
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    previous_token_init(model)
+    ids = torch.arange(3, 19)[None]
+    with torch.no_grad():
+        out = model(input_ids=ids, decoder_input_ids=ids, output_attentions=True)
+    for attentions in (out.encoder_attentions[0], out.decoder_attentions[0]):  # (1, heads, query, key)
+        to_previous = attentions[0, :, torch.arange(1, 16), torch.arange(0, 15)].mean(-1)
+        assert to_previous[:2].min() > 0.9, to_previous  # the two initialised heads
+        assert to_previous[2:].max() < 0.5, to_previous  # the others untouched

@@ -1,6 +1,6 @@
 """Train a T5-small-shape model on a copy-heavy correction task (the draft-decoding benchmark's model).
 
-    python edgekit/tools/train_t5_copy.py --out /tmp/edgekit-t5-copy --steps 6000 --minutes 8 --seed 0   # one GPU
+    python edgekit/tools/train_t5_copy.py --out /tmp/edgekit-t5-copy --steps 6000 --minutes 7.3 --seed 0 --induction-init  # one GPU
 
 The task: a line of words from a seeded pseudo-word lexicon with 1-3 character edits (substitute, delete,
 insert, swap) -> the clean line. The output mostly copies the input, so input-guided drafting applies.
