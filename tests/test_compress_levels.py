@@ -109,3 +109,18 @@ def test_shipped_levels_match_the_defaults_and_keep_the_accuracy(ratio):
     dense, _ = load_builtin("seg-simple")
     assert abs(record["macs_removed"] - ratio) <= 0.02 and all(w % 8 == 0 for w in record["widths"][:-1])
     assert miou(model) >= miou(dense.float()) - 0.01  # within a point of dense on these scenes (50%: +0.2 measured)
+
+
+def test_measured_select_takes_the_shipped_level_and_names_its_bundles_by_it():
+    from edgekit.measured_select import MeasuredRequest, _level_key, _pruned
+    from edgekit.models.registry import ModelRequest, resolve_model
+
+    source = resolve_model(ModelRequest("seg-simple"))
+    record = levels.find_level("seg-simple", 0.5, DEFAULT_ALLOCATION, SPEED_ROUND_TO)
+    pruned = _pruned(source, 0.5, 300, "seg-simple")  # no host fine-tuning: the level is used as shipped
+    assert _widths(pruned.graph.module) == record["widths"]
+    shipped_weights = levels.shipped_level("seg-simple", 0.5, DEFAULT_ALLOCATION, SPEED_ROUND_TO)[0].state_dict()
+    assert all(torch.equal(v, shipped_weights[k]) for k, v in pruned.graph.module.state_dict().items())
+    request = MeasuredRequest(model=ModelRequest("seg-simple"), eval_data=None, metric=None, target="host", budget_ms=1.0)
+    assert _level_key(request, source, 0.5).startswith("-shipped")
+    assert _level_key(request, source, 0.7) == "-ft300"  # no 70% level is shipped

@@ -26,7 +26,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -51,6 +50,8 @@ def prune_level(dense: torch.nn.Module, example: torch.Tensor, ratio: float, all
 
 
 def _parser() -> argparse.ArgumentParser:
+    from edgekit.models.seg.train import add_scene_options
+
     p = argparse.ArgumentParser(prog="python -m edgekit.compress.train_levels", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="seg-simple")
     p.add_argument("--levels", default="0.3,0.5,0.7", help="fractions of the MACs removed, comma-separated")
@@ -61,12 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--train-scenes", type=int, default=40000)
-    p.add_argument("--val-scenes", type=int, default=512)
-    p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quiet", action="store_true")
+    add_scene_options(p, train_scenes=40000)
     return p
 
 

@@ -37,7 +37,7 @@ from .data import CLASS_NAMES, NUM_CLASSES, make_scenes
 from .metrics import SegScore, score_confusion, confusion_matrix
 from .model import SEG_PRESETS, SegConfig, build_segmenter
 
-__all__ = ["main", "evaluate", "fp16_state_dict", "CHECK_SCENES"]
+__all__ = ["main", "evaluate", "fp16_state_dict", "add_scene_options", "CHECK_SCENES"]
 
 CHECK_SCENES = 64  # the val scenes whose mIoU the tests re-measure from the shipped file
 
@@ -85,13 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--train-scenes", type=int, default=20000)
+    add_scene_options(p, train_scenes=20000)
+    return p
+
+
+def add_scene_options(p: argparse.ArgumentParser, *, train_scenes: int) -> None:
+    """The options every scene-training script shares: scene counts, render workers, device, output, quiet."""
+    p.add_argument("--train-scenes", type=int, default=train_scenes)
     p.add_argument("--val-scenes", type=int, default=512)
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quiet", action="store_true")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
