@@ -57,17 +57,20 @@ def _timed(rows: list[dict[str, Any]], runs: int) -> None:
         r["p50_ms"], r["p90_ms"] = stats[r["name"]].p50_ms, stats[r["name"]].p90_ms
 
 
-def _pairwise(a: dict[str, Any], b: dict[str, Any], runs: int) -> float:
+def _pairwise(a: dict[str, Any], b: dict[str, Any], runs: int, block: int = 10) -> tuple[float, float]:
     """Speed-up of bundle ``b`` over ``a`` timed alone together, A B A B (no other model between them evicting
-    caches, as in the many-row table), as the issue's speed-up goal compares them."""
+    caches, as in the many-row table): one call per sample, and ``block`` consecutive calls per sample (the
+    steady state of an app that runs one model over and over; each model's weights stay in cache)."""
     import edgekit.runtimes as rt
     from edgekit.runtimes.spec import random_inputs
     from edgekit.targets.measure import measure_interleaved
 
     sessions = {r["name"]: rt.load(r["bundle"], threads=1) for r in (a, b)}
     feeds = random_inputs(sessions[a["name"]].inputs, {"batch": 1}, seed=0)
-    stats = measure_interleaved({k: (lambda s=s: s.run(feeds)) for k, s in sessions.items()}, warmup=10, runs=runs)
-    return stats[a["name"]].p50_ms / stats[b["name"]].p50_ms
+    one = measure_interleaved({k: (lambda s=s: s.run(feeds)) for k, s in sessions.items()}, warmup=10, runs=runs)
+    steady = measure_interleaved({k: (lambda s=s: [s.run(feeds) for _ in range(block)]) for k, s in sessions.items()},
+                                 warmup=3, runs=max(10, runs // block))
+    return (one[a["name"]].p50_ms / one[b["name"]].p50_ms, steady[a["name"]].p50_ms / steady[b["name"]].p50_ms)
 
 
 def _timed_at(size: int, work: Path, runs: int) -> list[dict[str, Any]]:
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(_compress(work, "magnitude 80%", steps, magnitude=0.8))
         rows.append(_compress(work, "2:4 sparsity", steps, sparsity="2:4"))
         _timed(rows, args.runs)
-        pairwise = _pairwise(rows[0], next(r for r in rows if r["name"] == "pruned 50% MACs"), 3 * args.runs)
+        pairwise, steady = _pairwise(rows[0], next(r for r in rows if r["name"] == "pruned 50% MACs"), 3 * args.runs)
         small = next(r for r in rows if r["name"] == f"pruned 50% here, {steps} steps")  # the same host budget
         sparsity = round(1.0 - small["nonzero"] / rows[0]["nonzero"], 3)
         large = _compress(work, f"large-sparse (magnitude {100 * sparsity:.1f}%)", steps, magnitude=sparsity)
@@ -145,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         "int8_drop_points": round(100 * (dense["miou"] - by["dense int8"]["miou"]), 2),
         "prune50_speedup": round(dense["p50_ms"] / half["p50_ms"], 3),
         "prune50_speedup_pairwise": round(pairwise, 3),
+        "prune50_speedup_steady": round(steady, 3),
         "prune50_speedup_256px": round(next(r["speedup"] for r in at256 if r["name"] == "pruned 50% MACs fp32"), 3),
         "large_sparse_minus_small_dense_points": round(100 * (large["miou"] - small["miou"]), 2),
     }
     met = {"prune50_drop_points": goals["prune50_drop_points"] <= 1.0, "int8_drop_points": goals["int8_drop_points"] <= 0.5,
            "prune50_speedup": goals["prune50_speedup"] >= 1.6,
-           "prune50_speedup_pairwise": goals["prune50_speedup_pairwise"] >= 1.6, "prune50_speedup_256px": goals["prune50_speedup_256px"] >= 1.6,
+           "prune50_speedup_pairwise": goals["prune50_speedup_pairwise"] >= 1.6,
+           "prune50_speedup_steady": goals["prune50_speedup_steady"] >= 1.6, "prune50_speedup_256px": goals["prune50_speedup_256px"] >= 1.6,
            "large_sparse_minus_small_dense_points": goals["large_sparse_minus_small_dense_points"] >= 0}
     here = by[f"pruned 50% here, {steps} steps"]
     goals["prune50_here_drop_points"] = round(100 * (dense["miou"] - here["miou"]), 2)  # reported, not a goal

@@ -85,3 +85,25 @@ def test_shipped_seg_simple_reaches_its_recorded_val_miou():
     measured = evaluate(net, images, labels, NUM_CLASSES).miou
     assert abs(measured - record["val"]["check_miou"]) < 0.005
     assert json.loads(weights_path("seg-simple").with_suffix(".json").read_text())["seed"] == 0
+
+
+def test_exported_segmenter_resizes_by_constant_scales(tmp_path):
+    """Regression: the resizes took their output size from the input's shape, which added Shape / Gather /
+    Concat / Cast ops before each Resize in the bundle (0.183 vs 0.151 ms for the 50% level at 64 px)."""
+    import numpy as np
+    import onnx
+
+    import edgekit.runtimes as rt
+    from edgekit.models.registry import ModelRequest
+    from edgekit.pipeline import ExportRequest, MeasureConfig, export_bundle
+
+    export_bundle(ExportRequest(out=tmp_path / "b", model=ModelRequest("seg-simple"), measure=MeasureConfig(runs=0)))
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "b" / "model.onnx")).graph.node}
+    assert ops <= {"Conv", "Relu", "Add", "Resize", "Constant"}, ops
+    net, _ = load_builtin("seg-simple")
+    image = make_scenes(2, 64, split="val")[0]
+    session = rt.load(tmp_path / "b", threads=1)
+    (logits,) = session.run({session.inputs[0].name: image[:1]}).values()
+    with torch.no_grad():
+        expected = net.float()(torch.from_numpy(image[:1])).numpy()
+    assert np.abs(logits - expected).max() < 1e-3

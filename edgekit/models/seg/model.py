@@ -35,6 +35,7 @@ __all__ = ["SegConfig", "SEG_PRESETS", "HEADS", "STRIDE", "build_segmenter", "an
 
 HEADS = ("simple", "vwformer")
 STRIDE = 32  # the encoder's total stride: inputs are multiples of it
+HEAD_STRIDE = 8  # both heads return logits at stride 8
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,11 @@ class SimpleHead(nn.Module):
         self.classifier = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        size = features[0].shape[-2:]
         x = self.laterals[0](features[0])
-        for lateral, feature in zip(self.laterals[1:], features[1:]):
-            x = x + F.interpolate(lateral(feature), size=size, mode="bilinear", align_corners=False)
+        for i, (lateral, feature) in enumerate(zip(self.laterals[1:], features[1:]), start=1):
+            # constant scales, not the target's shape: the exported Resize then needs no Shape/Gather/Concat ops
+            # (the same values: inputs are multiples of the stride, so out = in * scale exactly)
+            x = x + F.interpolate(lateral(feature), scale_factor=float(2 ** i), mode="bilinear", align_corners=False)
         return self.classifier(self.fuse(x))
 
 
@@ -138,7 +140,7 @@ class Segmenter(nn.Module):
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             check_size(tuple(image.shape[-2:]))
         logits = self.head(self.encoder(image))
-        return F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(logits, scale_factor=float(HEAD_STRIDE), mode="bilinear", align_corners=False)
 
 
 def check_size(hw: tuple[int, ...]) -> None:
