@@ -33,6 +33,7 @@ from common import print_table, write_result  # noqa: E402
 
 def _compress(work: Path, name: str, steps: int | None, **options: Any) -> dict[str, Any]:
     from edgekit.compress.run import CompressRequest, compress
+    from edgekit.runtimes.bundle import read_bundle
 
     out = work / name
     report = compress(CompressRequest(out=out, model="seg-simple", target="host", finetune_steps=steps, allow_drop=True,
@@ -40,8 +41,8 @@ def _compress(work: Path, name: str, steps: int | None, **options: Any) -> dict[
     final = report.final
     return {"name": name, "bundle": str(out), "miou": final.miou, "miou_dense": report.dense.miou, "macs": final.macs,
             "params": final.params, "nonzero": final.nonzero, "bytes": final.file_bytes, "precision": final.precision,
-            "steps": [s.step for s in report.steps], "shipped_level": (report.steps[1].step.endswith("(shipped level)")
-                                                               if len(report.steps) > 1 else False)}
+            "steps": [s.step for s in report.steps],
+            "shipped_level": "shipped_level" in read_bundle(out).manifest.extra.get("compression", {})}
 
 
 def _timed(rows: list[dict[str, Any]], runs: int) -> None:

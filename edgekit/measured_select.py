@@ -332,8 +332,8 @@ def select_measured(request: MeasuredRequest, progress: Progress | None = None) 
     for size, level in ((size, level) for size in sizes for level in sorted(set(levels))):
         base = _at_resolution(family, request, source, size)
         level_source = base if level == 0 else None
+        tuned = _level_key(request, source, level)  # hashes the level's file: once per level, not per format
         for fmt, precision in dict.fromkeys((o.format, o.precision) for o in options):
-            tuned = _level_key(request, source, level)
             bundle = work / f"L{round(1000 * level)}{tuned}{f'-r{size}' if size else ''}-{fmt}-{precision}"
             if not (bundle / "manifest.json").is_file():
                 if level_source is None:

@@ -135,8 +135,8 @@ def _load_data(request: CompressRequest, sample_shape: tuple, num_classes: int) 
         train = load_npz(request.train_data, "--train-data")
     elif request.scenes:
         train = family_scenes(TRAIN_SCENES, size, "train", request.seed)
-    elif _finetune_steps(request, shipped=False) > 0 and (request.prune or request.sparsity or request.magnitude):
-        raise UsageError(f"--model {ref}: --finetune-steps {_finetune_steps(request, shipped=False)} needs --train-data F.npz "
+    elif (wanted := _finetune_steps(request, shipped=False)) > 0 and (request.prune or request.sparsity or request.magnitude):
+        raise UsageError(f"--model {ref}: --finetune-steps {wanted} needs --train-data F.npz "
                          "(images, labels), or pass --finetune-steps 0")
     calib = None
     if request.calib_data is not None:
@@ -289,8 +289,10 @@ def _transform(request: CompressRequest, steps: _Steps, dense) -> None:
         steps.measure("pruned + fine-tuned (shipped level)", model)
     elif request.prune is not None:
         steps.say(f"pruning {request.prune:.0%} of the MACs ({allocation} rates)")
-        probe = images[:16] if images is not None else torch.from_numpy(steps.data.eval.images[:16])
-        probe_labels = labels[:16] if labels is not None else None
+        from .train_levels import PROBE_SCENES
+
+        probe = images[:PROBE_SCENES] if images is not None else torch.from_numpy(steps.data.eval.images[:PROBE_SCENES])
+        probe_labels = labels[:PROBE_SCENES] if labels is not None else None
         if is_segformer(dense):  # whole attention heads and MLP widths: channel pruning would split heads
             if allocation != "uniform":
                 raise UsageError(f"--allocation {allocation}: a SegFormer is pruned by heads and MLP widths at "

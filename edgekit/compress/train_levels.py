@@ -35,18 +35,20 @@ from .allocation import ALLOCATIONS, allocate_and_prune
 from .checkpoint import save_pruned
 from .finetune import FinetuneConfig, finetune
 
-__all__ = ["main", "prune_level"]
+__all__ = ["main", "prune_level", "PROBE_SCENES"]
+
+PROBE_SCENES = 16  # training scenes the sensitivity allocation measures on
 
 
 def prune_level(dense: torch.nn.Module, example: torch.Tensor, ratio: float, allocation: str, round_to: int | None,
                 seed: int = 0):
-    """``dense`` pruned as ``edgekit compress`` prunes a built-in segmenter (probe: its first 16 training scenes)."""
+    """``dense`` pruned as ``edgekit compress`` prunes a built-in segmenter (probe: its first 16 training scenes,
+    which are the same whether 16 or all of them are rendered)."""
     from .data import family_scenes
-    from .run import TRAIN_SCENES
 
-    probe = family_scenes(TRAIN_SCENES, int(example.shape[-1]), "train", seed)
-    return allocate_and_prune(dense, example, ratio, allocation, images=torch.from_numpy(probe.images[:16]),
-                              labels=torch.from_numpy(probe.labels[:16]), round_to=round_to)
+    probe = family_scenes(PROBE_SCENES, int(example.shape[-1]), "train", seed)
+    return allocate_and_prune(dense, example, ratio, allocation, images=torch.from_numpy(probe.images),
+                              labels=torch.from_numpy(probe.labels), round_to=round_to)
 
 
 def _parser() -> argparse.ArgumentParser:
