@@ -124,3 +124,12 @@ def test_measured_select_takes_the_shipped_level_and_names_its_bundles_by_it():
     request = MeasuredRequest(model=ModelRequest("seg-simple"), eval_data=None, metric=None, target="host", budget_ms=1.0)
     assert _level_key(request, source, 0.5).startswith("-shipped")
     assert _level_key(request, source, 0.7) == "-ft300"  # no 70% level is shipped
+
+
+def test_the_cli_help_names_the_default_allocation():
+    import inspect
+
+    from edgekit.cli.compress import compress_command
+
+    help_text = inspect.signature(compress_command).parameters["allocation"].default.help
+    assert f"default: {DEFAULT_ALLOCATION}" in help_text

@@ -16,7 +16,7 @@ __all__ = ["register"]
 def compress_command(
     model: Optional[str] = typer.Option("seg-simple", "--model", "-m", help="seg-simple (its own data), or path/to/file.py:factory / package.module:factory with --eval-data."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Structured pruning: fraction of MACs to remove, in (0, 1), e.g. 0.5."),
-    allocation: Optional[str] = typer.Option(None, "--allocation", help="Per-layer rates: uniform | sensitivity (measured per layer group); default: edgekit.compress.allocation.DEFAULT_ALLOCATION."),
+    allocation: Optional[str] = typer.Option(None, "--allocation", help="Per-layer rates: uniform | sensitivity (measured per layer group); default: sensitivity (a SegFormer: uniform)."),
     sparsity: Optional[str] = typer.Option(None, "--sparsity", help="N:M semi-structured sparsity, e.g. 2:4 (masks kept during fine-tuning)."),
     magnitude: Optional[float] = typer.Option(None, "--magnitude", help="Gradual magnitude pruning to this weight sparsity, in (0, 1), on the cubic schedule."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 | fp16: the pipeline's variant of the compressed model."),

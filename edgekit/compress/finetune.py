@@ -82,8 +82,8 @@ def _masks(plan: MaskPlan, model: nn.Module, step: int) -> Masks | None:
 def finetune(student: nn.Module, teacher: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
              config: FinetuneConfig, masks: MaskPlan = None) -> list[float]:
     """Train ``student`` in place for ``config.steps`` Adam steps (learning rate on a cosine decay) on random
-    batches; returns the losses. The
-    masks (if any) are applied before the first step and after every step."""
+    batches; returns the losses. The masks (if any) are applied before the first step and after every step.
+    With ``config.device`` a GPU, student and teacher end back on the CPU."""
     generator = torch.Generator().manual_seed(config.seed)
     device, cuda = torch.device(config.device), config.device.startswith("cuda")
     teacher, images = teacher.eval().to(device), images.to(device)

@@ -216,8 +216,7 @@ def prune_to_macs(model: nn.Module, example: torch.Tensor, ratio: float, *, weig
     scale found by bisection. With ``round_to`` (channel counts kept at multiples of it), groups of at most
     ``2 * round_to`` channels are left whole (rounding could only halve them: seg-simple's 16-channel stage
     lost 7 mIoU points that way), and a target that the rounding makes unreachable within ``tolerance`` is
-    pruned again without rounding. UsageError when the
-    target cannot be reached."""
+    pruned again without rounding. UsageError when the target cannot be reached."""
     prune = prune or prune_with_rates
     weights_in = weights
     macs0, params0 = count_macs(model, example)
